@@ -1,0 +1,189 @@
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const Milliseconds = (defaultValue: number, description: string) =>
+  Type.Integer({ minimum: 1, maximum: 3_600_000, default: defaultValue, description });
+
+export const ConfigSchema = Type.Object(
+  {
+    server: Type.Object(
+      {
+        host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        requestTimeoutMs: Milliseconds(30_000, 'whole request, headers and body'),
+        headersTimeoutMs: Milliseconds(10_000, 'request headers'),
+        keepAliveTimeoutMs: Milliseconds(5_000, 'idle keep-alive connection'),
+        bodyLimitBytes: Type.Integer({
+          minimum: 1024,
+          maximum: 64 * 1024 * 1024,
+          default: 1 << 20,
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) =>
+            Type.Literal(l),
+          ),
+          { default: 'info' },
+        ),
+        /** One line per request; off by default to spare a device's storage. */
+        requests: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    firmware: Type.Object(
+      {
+        /** The running root slot: "auto" takes root= from /proc/cmdline; a file on a dev host. */
+        slotPath: Type.String({ minLength: 1, default: 'auto' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Where settings come from, lowest precedence first. */
+export interface ConfigSources {
+  /** A JSON file; an explicitly named file must exist, the default one may not. */
+  file?: { path: string; required: boolean };
+  env?: NodeJS.ProcessEnv;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const ENV_PREFIX = 'EDGE_';
+export const DEFAULT_CONFIG_FILE = '/etc/edge/edge-server.json';
+
+/** Builds the configuration: defaults, then the file, then EDGE_* variables; validated. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const provenance = new Map<string, string>();
+  const merged: Record<string, unknown> = {};
+  if (sources.file) {
+    const fromFile = readConfigFile(sources.file.path, sources.file.required);
+    for (const [key, value] of leaves(fromFile)) {
+      setPath(merged, key, value);
+      provenance.set(key, `in ${sources.file.path}`);
+    }
+  }
+  for (const { key, envName, schema } of settingLeaves(ConfigSchema)) {
+    const raw = sources.env?.[envName];
+    if (raw === undefined) continue;
+    setPath(merged, key, coerceEnvValue(raw, schema));
+    provenance.set(key, `from ${envName}`);
+  }
+  if (!validate(merged)) {
+    const error = validate.errors?.[0];
+    throw new ConfigError(describe(error, provenance));
+  }
+  return merged;
+}
+
+const ajv = new Ajv({ useDefaults: true, allErrors: false, strict: false });
+const validate = ajv.compile<Config>(ConfigSchema);
+
+function readConfigFile(path: string, required: boolean): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !required) return {};
+    throw new ConfigError(`cannot read config file ${path}: ${code ?? String(error)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Dotted key and value of every leaf of a parsed file; unknown keys are kept for the schema to refuse. */
+function* leaves(object: Record<string, unknown>, prefix = ''): Generator<[string, unknown]> {
+  for (const [name, value] of Object.entries(object)) {
+    const key = prefix + name;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      yield* leaves(value as Record<string, unknown>, `${key}.`);
+    } else {
+      yield [key, value];
+    }
+  }
+}
+
+/** Every setting of the schema with the environment variable that sets it. */
+export function* settingLeaves(
+  schema: TSchema,
+  prefix = '',
+): Generator<{ key: string; envName: string; schema: TSchema }> {
+  for (const [name, child] of Object.entries(schema.properties as Record<string, TSchema>)) {
+    const key = prefix + name;
+    if (child.type === 'object') yield* settingLeaves(child, `${key}.`);
+    else yield { key, envName: envNameOf(key), schema: child };
+  }
+}
+
+export function envNameOf(key: string): string {
+  return (
+    ENV_PREFIX +
+    key
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .replace(/\./g, '_')
+      .toUpperCase()
+  );
+}
+
+function coerceEnvValue(raw: string, schema: TSchema): unknown {
+  if (schema.type === 'integer' || schema.type === 'number') {
+    return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+  if (schema.type === 'boolean') {
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]!] = value;
+}
+
+function describe(error: ErrorObject | undefined, provenance: Map<string, string>): string {
+  if (!error) return 'invalid configuration';
+  const parentKey = error.instancePath.slice(1).replace(/\//g, '.');
+  if (error.keyword === 'additionalProperties') {
+    const extra = (error.params as { additionalProperty: string }).additionalProperty;
+    const key = parentKey ? `${parentKey}.${extra}` : extra;
+    return `${key} ${provenance.get(key) ?? ''}: unknown setting`.replace(' :', ':');
+  }
+  const where = provenance.get(parentKey);
+  const message =
+    error.keyword === 'anyOf' || error.keyword === 'const'
+      ? `must be one of ${allowedValues(parentKey)}`
+      : (error.message ?? 'is invalid');
+  return `${parentKey || 'config'}${where ? ` ${where}` : ''}: ${message}`;
+}
+
+function allowedValues(key: string): string {
+  const leaf = [...settingLeaves(ConfigSchema)].find((l) => l.key === key);
+  const options = (leaf?.schema.anyOf as TSchema[] | undefined)?.map((s) => String(s.const));
+  return options ? options.join(', ') : 'the allowed values';
+}

@@ -1,0 +1,68 @@
+import { readFile } from 'node:fs/promises';
+import { hashSlotImage } from '@edge/formats';
+
+export type FirmwareHashState =
+  | { state: 'computing'; slotPath: string | undefined; bytesDone: number; bytesTotal: number }
+  | { state: 'known'; slotPath: string; hash: string; length: number }
+  | { state: 'failed'; slotPath: string | undefined; reason: string };
+
+export interface FirmwareHashSource {
+  readonly current: FirmwareHashState;
+}
+
+/**
+ * SHA-256 of the running root slot, computed once in the background and cached:
+ * the slot is read-only while it runs, so its hash cannot change.
+ */
+export class FirmwareHash implements FirmwareHashSource {
+  #state: FirmwareHashState = {
+    state: 'computing',
+    slotPath: undefined,
+    bytesDone: 0,
+    bytesTotal: 0,
+  };
+  readonly done: Promise<FirmwareHashState>;
+
+  constructor(slotPathSetting: string, cmdlinePath = '/proc/cmdline') {
+    this.done = this.#compute(slotPathSetting, cmdlinePath);
+  }
+
+  get current(): FirmwareHashState {
+    return this.#state;
+  }
+
+  async #compute(setting: string, cmdlinePath: string): Promise<FirmwareHashState> {
+    let slotPath: string | undefined;
+    try {
+      slotPath = setting === 'auto' ? await rootDeviceFromCmdline(cmdlinePath) : setting;
+      const path = slotPath;
+      this.#state = { state: 'computing', slotPath: path, bytesDone: 0, bytesTotal: 0 };
+      const { sha256, length } = await hashSlotImage(path, ({ bytesDone, bytesTotal }) => {
+        this.#state = { state: 'computing', slotPath: path, bytesDone, bytesTotal };
+      });
+      this.#state = { state: 'known', slotPath: path, hash: sha256, length };
+    } catch (error) {
+      this.#state = { state: 'failed', slotPath, reason: reasonOf(error) };
+    }
+    return this.#state;
+  }
+}
+
+/** The root= device the kernel booted with, which is the running slot. */
+export async function rootDeviceFromCmdline(cmdlinePath: string): Promise<string> {
+  const cmdline = await readFile(cmdlinePath, 'utf8').catch(() => '');
+  const root = /(?:^|\s)root=(\S+)/.exec(cmdline)?.[1];
+  if (!root) {
+    throw new Error(`no root= in ${cmdlinePath}: set firmware.slotPath (EDGE_FIRMWARE_SLOT_PATH)`);
+  }
+  if (!root.startsWith('/dev/')) {
+    throw new Error(`root=${root} in ${cmdlinePath} is not a /dev path: set firmware.slotPath`);
+  }
+  return root;
+}
+
+function reasonOf(error: unknown): string {
+  const { code, path, message } = error as NodeJS.ErrnoException;
+  if (code && path) return `cannot read ${path}: ${code}`;
+  return message ?? String(error);
+}

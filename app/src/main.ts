@@ -1,0 +1,56 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigSources } from './config.js';
+import { FirmwareHash } from './firmware-hash.js';
+import { buildServer } from './server.js';
+
+const EX_CONFIG = 78;
+
+function configSources(): ConfigSources {
+  const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } } });
+  const named = values.config ?? process.env.EDGE_CONFIG;
+  return {
+    file: named ? { path: named, required: true } : { path: DEFAULT_CONFIG_FILE, required: false },
+    env: process.env,
+  };
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(configSources());
+  } catch (error) {
+    // parseArgs throws TypeError for an unknown or malformed option.
+    if (!(error instanceof ConfigError) && !(error instanceof TypeError)) throw error;
+    const kind = error instanceof ConfigError ? 'config error' : 'usage error';
+    process.stderr.write(`edge-server: ${kind}: ${error.message}\n`);
+    process.exit(EX_CONFIG);
+  }
+
+  const firmwareHash = new FirmwareHash(config.firmware.slotPath);
+  const app = await buildServer({ config, firmwareHash });
+  void firmwareHash.done.then((result) => {
+    if (result.state === 'known') app.log.info({ firmware: result }, 'firmware hash known');
+    else app.log.warn({ firmware: result }, 'firmware hash unavailable');
+  });
+
+  let closing = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (closing) return;
+      closing = true;
+      app.log.info({ signal }, 'shutting down');
+      const force = setTimeout(() => process.exit(1), 10_000).unref();
+      void app.close().then(() => {
+        clearTimeout(force);
+        process.exit(0);
+      });
+    });
+  }
+
+  await app.listen({ host: config.server.host, port: config.server.port });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`edge-server: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

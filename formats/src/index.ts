@@ -1,0 +1,1 @@
+export { hashSlotImage, slotImageLength, type SlotHashProgress } from './slot-image.js';
