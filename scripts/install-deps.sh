@@ -8,9 +8,18 @@ cd "$(dirname "$0")/.."
 # Debian packages, each with what needs it.
 packages=(
   e2fsprogs # mke2fs -d: slot images, and the tests that make them
+  libubootenv-tool # fw_printenv/fw_setenv: the U-Boot env codec's tests against the stock tools
   golang-go # bench: the Go net/http peer
   wrk       # bench: the HTTP load generator
   curl      # scripts: health checks
+  qemu-system-arm u-boot-qemu # QEMU virt board and its stock U-Boot (qemu_arm64)
+  u-boot-tools genimage mtools dosfstools cpio kmod fdisk xz-utils # image build (mkimage, depmod)
+  busybox-static # image build: the applet list for the device's busybox (same version)
+  bsdiff    # delta tests: stock bspatch must apply our BSDIFF40 deltas
+  bzip2     # delta generator: compresses the BSDIFF40 blocks
+  xdelta3   # bench: delta peer
+  zstd      # bench: delta peer (--patch-from)
+  time      # bench: peak RSS of peer tools (/usr/bin/time -v)
 )
 
 missing=()

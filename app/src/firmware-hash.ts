@@ -48,15 +48,22 @@ export class FirmwareHash implements FirmwareHashSource {
   }
 }
 
-/** The root= device the kernel booted with, which is the running slot. */
+/**
+ * The root= device the kernel booted with, which is the running slot: a /dev path, or
+ * PARTUUID= resolved through /dev/disk/by-partuuid (made by udev, or the initramfs).
+ */
 export async function rootDeviceFromCmdline(cmdlinePath: string): Promise<string> {
   const cmdline = await readFile(cmdlinePath, 'utf8').catch(() => '');
   const root = /(?:^|\s)root=(\S+)/.exec(cmdline)?.[1];
   if (!root) {
     throw new Error(`no root= in ${cmdlinePath}: set firmware.slotPath (EDGE_FIRMWARE_SLOT_PATH)`);
   }
+  const partuuid = /^PARTUUID=([0-9a-fA-F-]+)$/.exec(root)?.[1];
+  if (partuuid) return `/dev/disk/by-partuuid/${partuuid.toLowerCase()}`;
   if (!root.startsWith('/dev/')) {
-    throw new Error(`root=${root} in ${cmdlinePath} is not a /dev path: set firmware.slotPath`);
+    throw new Error(
+      `root=${root} in ${cmdlinePath} is neither a /dev path nor PARTUUID=: set firmware.slotPath`,
+    );
   }
   return root;
 }

@@ -85,10 +85,12 @@ test('the firmware hash is 503 with the reason when the slot cannot be read', as
 test('"auto" finds the running slot in the kernel command line', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-cmdline-'));
   writeFileSync(join(dir, 'a'), 'console=ttyAMA0 root=/dev/vda2 ro edge.slot=a\n');
-  writeFileSync(join(dir, 'b'), 'console=ttyAMA0 root=PARTUUID=1234-02 ro\n');
+  writeFileSync(join(dir, 'b'), 'console=ttyAMA0 root=PARTUUID=4544474B-02 ro\n');
+  writeFileSync(join(dir, 'd'), 'console=ttyAMA0 root=LABEL=rootfs ro\n');
   writeFileSync(join(dir, 'c'), 'console=ttyAMA0\n');
   t.is(await rootDeviceFromCmdline(join(dir, 'a')), '/dev/vda2');
-  await t.throwsAsync(rootDeviceFromCmdline(join(dir, 'b')), { message: /is not a \/dev path/ });
+  t.is(await rootDeviceFromCmdline(join(dir, 'b')), '/dev/disk/by-partuuid/4544474b-02');
+  await t.throwsAsync(rootDeviceFromCmdline(join(dir, 'd')), { message: /neither a \/dev path/ });
   await t.throwsAsync(rootDeviceFromCmdline(join(dir, 'c')), { message: /no root= .*slotPath/ });
   const failed = new FirmwareHash('auto', join(dir, 'c'));
   t.like(await failed.done, { state: 'failed' });

@@ -1,0 +1,193 @@
+import { spawn as ptySpawn, type IPty } from 'node-pty';
+import { createServer } from 'node:net';
+
+/** Stock U-Boot for the QEMU virt board, from Debian's u-boot-qemu. */
+export const QEMU_UBOOT = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
+
+export interface QemuDeviceOptions {
+  disk: string;
+  /** Memory in MiB; a Pi 4 has 1 GiB and more. */
+  memoryMiB?: number;
+  /** Host port forwarded to the edge server's port 8080. */
+  hostPort?: number;
+  /** Called with every chunk the serial console prints, ANSI codes removed. */
+  onConsole?: (text: string) => void;
+}
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g;
+
+/**
+ * The QEMU virt board booting a disk image with the stock U-Boot, its serial console on a
+ * pseudo-terminal and the edge server's port forwarded to 127.0.0.1.
+ */
+export class QemuDevice {
+  readonly hostPort: number;
+  #pty: IPty | undefined;
+  #console = '';
+  #exited: Promise<number> | undefined;
+  #waiters = new Set<() => void>();
+
+  private constructor(
+    private readonly options: QemuDeviceOptions,
+    hostPort: number,
+  ) {
+    this.hostPort = hostPort;
+  }
+
+  static async start(options: QemuDeviceOptions): Promise<QemuDevice> {
+    const device = new QemuDevice(options, options.hostPort ?? (await freePort()));
+    device.#boot();
+    return device;
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.hostPort}`;
+  }
+
+  /** Everything the console printed since start. */
+  get console(): string {
+    return this.#console;
+  }
+
+  #boot(): void {
+    const args = [
+      '-M',
+      'virt',
+      '-cpu',
+      'cortex-a72',
+      '-m',
+      String(this.options.memoryMiB ?? 512),
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-serial',
+      'stdio',
+      '-bios',
+      QEMU_UBOOT,
+      '-drive',
+      `if=none,file=${this.options.disk},format=raw,id=disk0,cache=writeback`,
+      '-device',
+      'virtio-blk-device,drive=disk0',
+      '-netdev',
+      `user,id=net0,hostfwd=tcp:127.0.0.1:${this.hostPort}-:8080`,
+      '-device',
+      'virtio-net-device,netdev=net0',
+    ];
+    const pty = ptySpawn('qemu-system-aarch64', args, { cols: 200, rows: 50, env: process.env });
+    this.#pty = pty;
+    this.#exited = new Promise((resolve) => pty.onExit(({ exitCode }) => resolve(exitCode)));
+    pty.onData((data) => {
+      const text = data.replace(ANSI, '');
+      this.#console += text;
+      this.options.onConsole?.(text);
+      for (const wake of this.#waiters) wake();
+    });
+  }
+
+  /** Waits until the console prints a match, searching from `from` (an index into console). */
+  async waitForConsole(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.#console.slice(from));
+      if (match) return match;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `console did not print ${pattern} within ${timeoutMs} ms; last lines:\n${this.#console.slice(-1500)}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 1000));
+        const wake = () => done();
+        this.#waiters.add(wake);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+      }).finally(() => this.#waiters.clear());
+    }
+  }
+
+  /** Types a line on the serial console. */
+  type(line: string): void {
+    this.#pty?.write(`${line}\r`);
+  }
+
+  /**
+   * Runs a shell command on the console and returns what it printed. Needs the console shell
+   * (activated once with `openShell`).
+   */
+  async run(command: string, timeoutMs = 20_000): Promise<string> {
+    const tag = `__edge_${Math.random().toString(36).slice(2)}__`;
+    const from = this.#console.length;
+    this.type(`${command}; echo ${tag}$?`);
+    const match = await this.waitForConsole(new RegExp(`\\n${tag}(\\d+)`), timeoutMs, from);
+    const printed = this.#console.slice(from);
+    const output = printed.slice(printed.indexOf('\n') + 1, printed.indexOf(`\n${tag}`) + 1);
+    if (match[1] !== '0') throw new Error(`'${command}' exited with ${match[1]}: ${output}`);
+    return output;
+  }
+
+  /** Activates the console shell that busybox init offers ("Please press Enter"). */
+  async openShell(timeoutMs = 60_000): Promise<void> {
+    const from = this.#console.lastIndexOf('Please press Enter to activate this console');
+    if (from < 0)
+      await this.waitForConsole(/Please press Enter to activate this console/, timeoutMs);
+    this.type('');
+    await this.run('true', timeoutMs);
+  }
+
+  /** Polls an HTTP path on the device until `accept` says yes. */
+  async waitForHttp(
+    path: string,
+    timeoutMs: number,
+    accept: (response: Response) => boolean = (response) => response.ok,
+  ): Promise<Response> {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      try {
+        const response = await fetch(this.baseUrl + path, { signal: AbortSignal.timeout(2000) });
+        if (accept(response)) return response;
+        last = `HTTP ${response.status}: ${await response.text()}`;
+      } catch (error) {
+        last = (error as Error).message;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    throw new Error(
+      `${path} not ready within ${timeoutMs} ms (${last}); console:\n${this.#console.slice(-1500)}`,
+    );
+  }
+
+  /** Cuts the power: QEMU is killed on the spot. */
+  async powerCut(): Promise<void> {
+    this.#pty?.kill('SIGKILL');
+    await this.#exited;
+  }
+
+  /** Powers off through the guest when possible, else cuts the power. */
+  async stop(): Promise<void> {
+    if (!this.#pty) return;
+    this.#pty.kill('SIGTERM');
+    const exited = await Promise.race([
+      this.#exited,
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), 5000)),
+    ]);
+    if (exited === 'timeout') await this.powerCut();
+    this.#pty = undefined;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
