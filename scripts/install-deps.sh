@@ -43,6 +43,9 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# U-Boot's own fw_printenv/fw_setenv, which Debian does not ship: built once, then cached.
+scripts/build-uboot-envtools.sh >/dev/null
+
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.install-stamp
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -42,6 +42,15 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    boot: Type.Object(
+      {
+        /** Where the boot partition (p1, with the A/B state files) is mounted. */
+        stateDir: Type.String({ minLength: 1, default: '/boot' }),
+        /** Marks a committed slot for the trial watchdog (usr/sbin/edge-trial-watchdog). */
+        commitMarker: Type.String({ minLength: 1, default: '/run/edge/committed' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );

@@ -12,3 +12,8 @@ export const FirmwareHashFailed = createError<[string]>(
   503,
 );
 export const NotReady = createError<[string]>('NOT_READY', 'not ready: waiting for %s', 503);
+export const BootStateUnknown = createError<[string]>(
+  'BOOT_STATE_UNKNOWN',
+  'boot state unknown: %s',
+  503,
+);

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigSources } from './config.js';
+import { BootState } from './boot-state.js';
 import { FirmwareHash } from './firmware-hash.js';
 import { buildServer } from './server.js';
 
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   }
 
   const firmwareHash = new FirmwareHash(config.firmware.slotPath);
-  const app = await buildServer({ config, firmwareHash });
+  const bootState = new BootState(config.boot);
+  const app = await buildServer({ config, firmwareHash, bootState });
   void firmwareHash.done.then((result) => {
     if (result.state === 'known') app.log.info({ firmware: result }, 'firmware hash known');
     else app.log.warn({ firmware: result }, 'firmware hash unavailable');
@@ -48,6 +50,11 @@ async function main(): Promise<void> {
   }
 
   await app.listen({ host: config.server.host, port: config.server.port });
+  // Healthy enough to keep this slot: the update agent's health check takes this over.
+  bootState.commitIfTrial().then(
+    (outcome) => app.log.info({ outcome }, 'boot slot settled'),
+    (error: unknown) => app.log.error({ err: error }, 'cannot commit the boot slot'),
+  );
 }
 
 main().catch((error: unknown) => {

@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { BootState } from './boot-state.js';
 import type { Config } from './config.js';
 import type { FirmwareHashSource } from './firmware-hash.js';
 import { Readiness } from './readiness.js';
@@ -12,6 +13,7 @@ declare module 'fastify' {
     config: Config;
     readiness: Readiness;
     firmwareHash: FirmwareHashSource;
+    bootState: BootState;
     metricsRegistry: Registry;
   }
 }
@@ -19,10 +21,15 @@ declare module 'fastify' {
 export interface ServerDeps {
   config: Config;
   firmwareHash: FirmwareHashSource;
+  bootState: BootState;
 }
 
 /** The edge server: composes the route plugins around shared services. */
-export async function buildServer({ config, firmwareHash }: ServerDeps): Promise<FastifyInstance> {
+export async function buildServer({
+  config,
+  firmwareHash,
+  bootState,
+}: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.log.level },
     logController: new LogController({ disableRequestLogging: !config.log.requests }),
@@ -44,6 +51,7 @@ export async function buildServer({ config, firmwareHash }: ServerDeps): Promise
   app.decorate('config', config);
   app.decorate('readiness', readiness);
   app.decorate('firmwareHash', firmwareHash);
+  app.decorate('bootState', bootState);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;

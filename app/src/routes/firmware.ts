@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { FirmwareHashFailed, FirmwareHashPending } from '../errors.js';
+import { BootStateUnknown, FirmwareHashFailed, FirmwareHashPending } from '../errors.js';
 
 const HashResponse = {
   type: 'object',
@@ -7,7 +7,30 @@ const HashResponse = {
   required: ['hash'],
 } as const;
 
-/** What firmware the device runs: the SHA-256 of its root slot. */
+const Slot = { type: 'string', enum: ['a', 'b'] } as const;
+const BootResponse = {
+  type: 'object',
+  properties: {
+    slot: Slot,
+    trialBoot: { type: 'boolean' },
+    committed: Slot,
+    trial: { ...Slot, nullable: true },
+    attempts: { type: 'integer' },
+    attemptLimit: { type: 'integer' },
+    failedUpgrade: { ...Slot, nullable: true },
+  },
+  required: [
+    'slot',
+    'trialBoot',
+    'committed',
+    'trial',
+    'attempts',
+    'attemptLimit',
+    'failedUpgrade',
+  ],
+} as const;
+
+/** What firmware the device runs: the SHA-256 of its root slot, and its A/B boot state. */
 export const firmwareRoutes: FastifyPluginAsync = async (app) => {
   app.get('/api/v1/firmware/hash', { schema: { response: { 200: HashResponse } } }, () => {
     const current = app.firmwareHash.current;
@@ -24,5 +47,19 @@ export const firmwareRoutes: FastifyPluginAsync = async (app) => {
         throw new FirmwareHashPending(progress);
       }
     }
+  });
+
+  app.get('/api/v1/firmware/boot', { schema: { response: { 200: BootResponse } } }, async () => {
+    const report = await app.bootState.report();
+    if (!report.known) throw new BootStateUnknown(report.reason);
+    return {
+      slot: report.booted.slot,
+      trialBoot: report.booted.trial,
+      committed: report.committed,
+      trial: report.trial ?? null,
+      attempts: report.attempts,
+      attemptLimit: report.attemptLimit,
+      failedUpgrade: report.failedUpgrade ?? null,
+    };
   });
 };
