@@ -1,0 +1,3 @@
+module edge-firmware/bench/go-hash-server
+
+go 1.19
