@@ -20,6 +20,7 @@ packages=(
   xdelta3   # bench: delta peer
   zstd      # bench: delta peer (--patch-from)
   time      # bench: peak RSS of peer tools (/usr/bin/time -v)
+  postgresql # update server: the PostgreSQL fleet store's tests (a throwaway cluster)
 )
 
 missing=()

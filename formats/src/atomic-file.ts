@@ -14,7 +14,11 @@ export function tempPathFor(path: string): string {
 }
 
 /** Replaces `path` with `data` so that a crash leaves either the old file or the new one. */
-export async function writeFileAtomic(path: string, data: Buffer, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+): Promise<void> {
   const temp = tempPathFor(path);
   try {
     const handle = await open(

@@ -1,4 +1,17 @@
-export { hashSlotImage, slotImageLength, type SlotHashProgress } from './slot-image.js';
+export {
+  TEMP_INFIX,
+  removeStaleTempFiles,
+  syncDirectory,
+  tempPathFor,
+  writeFileAtomic,
+} from './atomic-file.js';
+export {
+  hashSlotImage,
+  sha256OfFile,
+  slotImageLength,
+  storageLength,
+  type SlotHashProgress,
+} from './slot-image.js';
 export {
   UBOOT_ENV_HEADER_SIZE,
   UbootEnvError,
@@ -30,3 +43,13 @@ export {
   type AbState,
   type SlotName,
 } from './ab-state.js';
+export {
+  TargetNameError,
+  deltaTargetName,
+  imageTargetName,
+  targetNameOf,
+  type DeltaTarget,
+  type ImageTarget,
+  type TargetDescription,
+} from './update-targets.js';
+export * from './delta/index.js';

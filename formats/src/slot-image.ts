@@ -61,20 +61,40 @@ export async function hashSlotImage(
   onProgress?: (progress: SlotHashProgress) => void,
 ): Promise<{ sha256: string; length: number }> {
   const length = await slotImageLength(path);
+  return { sha256: await sha256OfFile(path, length, onProgress), length };
+}
+
+/** The size of a file or block device (a partition's size, not the image's in it). */
+export async function storageLength(path: string): Promise<number> {
   const handle = await open(path, 'r');
   try {
+    return await lengthOf(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** SHA-256 (hex) of the first `length` bytes of a file or device (all of it by default). */
+export async function sha256OfFile(
+  path: string,
+  length?: number,
+  onProgress?: (progress: SlotHashProgress) => void,
+): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const total = length ?? (await lengthOf(handle));
     const hash = createHash('sha256');
     const buffer = Buffer.allocUnsafe(READ_CHUNK);
     let done = 0;
-    while (done < length) {
-      const want = Math.min(READ_CHUNK, length - done);
+    while (done < total) {
+      const want = Math.min(READ_CHUNK, total - done);
       const { bytesRead } = await handle.read(buffer, 0, want, done);
-      if (bytesRead === 0) throw new Error(`${path} ended at byte ${done} of ${length}`);
+      if (bytesRead === 0) throw new Error(`${path} ended at byte ${done} of ${total}`);
       hash.update(buffer.subarray(0, bytesRead));
       done += bytesRead;
-      onProgress?.({ bytesDone: done, bytesTotal: length });
+      onProgress?.({ bytesDone: done, bytesTotal: total });
     }
-    return { sha256: hash.digest('hex'), length };
+    return hash.digest('hex');
   } finally {
     await handle.close();
   }

@@ -1,6 +1,6 @@
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tempPathFor } from './atomic-file.js';
+import { tempPathFor } from '@edge/formats';
 import { TufRepositoryError } from './errors.js';
 
 export interface LockOptions {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '@edge/formats';
 import { expiresAfter } from './expiry.js';
 import type { ExpiryPolicy } from './expiry.js';
 import type { RoleKeyPair } from './keys.js';

@@ -1,4 +1,4 @@
-import { removeStaleTempFiles } from './atomic-file.js';
+import { removeStaleTempFiles } from '@edge/formats';
 import type { RepositoryLayout } from './layout.js';
 import { isAlive, withLock } from './lock.js';
 import type { OperationOptions } from './options.js';

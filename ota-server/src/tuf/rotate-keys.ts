@@ -1,6 +1,6 @@
 import { access, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { syncDirectory } from './atomic-file.js';
+import { syncDirectory } from '@edge/formats';
 import { TufRepositoryError } from './errors.js';
 import { expiresAfter } from './expiry.js';
 import { generateEd25519KeyPair, loadPrivateKey, savePrivateKey } from './keys.js';

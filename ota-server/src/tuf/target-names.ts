@@ -1,47 +1,17 @@
 import { TufRepositoryError } from './errors.js';
+import { targetNameOf, type TargetDescription } from '@edge/formats';
 import type { TargetCustom } from './metadata.js';
 
-/**
- * Target names and custom fields that the device and the update server agree on:
- *   <board>/<version>/rootfs.ext4                      a full slot image
- *   <board>/<version>/rootfs.from-<sourceVersion>.bsdiff  a BSDIFF40 delta from an image
- * custom: { board, version, kind: 'image' | 'delta' } and, for a delta, sourceVersion and
- * sourceSha256 (the image the delta applies to).
- */
-export interface ImageTarget {
-  kind: 'image';
-  board: string;
-  version: string;
-}
+export {
+  deltaTargetName,
+  imageTargetName,
+  targetNameOf,
+  type DeltaTarget,
+  type ImageTarget,
+  type TargetDescription,
+} from '@edge/formats';
 
-export interface DeltaTarget {
-  kind: 'delta';
-  board: string;
-  version: string;
-  sourceVersion: string;
-  sourceSha256: string;
-}
-
-export type TargetDescription = ImageTarget | DeltaTarget;
-
-/** Board and version names become path segments and URL parts: keep them plain. */
-const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-export function imageTargetName(board: string, version: string): string {
-  return `${checkSegment('board', board)}/${checkSegment('version', version)}/rootfs.ext4`;
-}
-
-export function deltaTargetName(board: string, version: string, sourceVersion: string): string {
-  checkSegment('source version', sourceVersion);
-  return `${checkSegment('board', board)}/${checkSegment('version', version)}/rootfs.from-${sourceVersion}.bsdiff`;
-}
-
-export function targetNameOf(target: ImageTarget | Omit<DeltaTarget, 'sourceSha256'>): string {
-  return target.kind === 'image'
-    ? imageTargetName(target.board, target.version)
-    : deltaTargetName(target.board, target.version, target.sourceVersion);
-}
 
 export function customFieldsOf(target: TargetDescription): TargetCustom {
   if (target.kind === 'image') {
@@ -60,14 +30,4 @@ export function customFieldsOf(target: TargetDescription): TargetCustom {
     sourceVersion: target.sourceVersion,
     sourceSha256: target.sourceSha256,
   };
-}
-
-function checkSegment(what: string, value: string): string {
-  if (!SEGMENT.test(value) || value.includes('..')) {
-    throw new TufRepositoryError(
-      'TARGET_INVALID',
-      `${what} '${value}': use letters, digits and . _ + - (at most 64, no '..', not starting with a sign)`,
-    );
-  }
-  return value;
 }

@@ -4,7 +4,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { syncDirectory, tempPathFor } from './atomic-file.js';
+import { syncDirectory, tempPathFor } from '@edge/formats';
 import { TufRepositoryError } from './errors.js';
 import type { RepositoryLayout } from './layout.js';
 import { targetFileRelativePath } from './layout.js';
