@@ -15,7 +15,7 @@ SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1704067200}
 SLOT_FS_UUID=45444745-0000-4000-8000-000000000001
 export SOURCE_DATE_EPOCH
 
-step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+step() { printf '\033[1m==> %s\033[0m (%ds)\n' "$*" "$SECONDS" >&2; }
 progress() { printf '    %s\n' "$*" >&2; }
 die() {
   printf 'build-image: error: %s\n' "$*" >&2
@@ -48,7 +48,10 @@ for tool in mke2fs genimage mkimage mkenvimage depmod cpio busybox dpkg-deb curl
 done
 
 DEST=$OUT/$VERSION
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$CACHE"
+# One build at a time: builds share the cache and the output folder.
+exec 9>"$CACHE/build.lock"
+flock -n 9 || { echo "build-image: another build is running; waiting for it" >&2; flock 9; }
 WORK=$(mktemp -d "$OUT/.build-$VERSION.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -76,12 +79,27 @@ apt_arm64_update
 KERNEL_DEB_PACKAGE=$(apt_arm64_resolve "$KERNEL_PACKAGE")
 mapfile -t DEBS < <(apt_arm64_download "$KERNEL_DEB_PACKAGE" $ROOTFS_PACKAGES $BOOT_PACKAGES)
 ((${#DEBS[@]})) || die "no packages downloaded"
-STAGE=$WORK/stage
-mkdir -p "$STAGE"
-for deb in "${DEBS[@]}"; do
-  progress "unpacking ${deb##*/}"
-  dpkg-deb -x "$deb" "$STAGE"
-done
+# The packages unpacked once into the cache, keyed by their content; read-only from here on.
+STAGE_KEY=$( (echo stage-v2; for deb in "${DEBS[@]}"; do basename "$deb"; done) | LC_ALL=C sort | sha256sum | cut -c1-16)
+STAGE=$CACHE/stage/$STAGE_KEY
+if [[ ! -d $STAGE ]]; then
+  rm -rf "$STAGE.tmp"
+  mkdir -p "$STAGE.tmp"
+  for deb in "${DEBS[@]}"; do
+    progress "unpacking ${deb##*/}"
+    dpkg-deb -x "$deb" "$STAGE.tmp"
+  done
+  kernel=$(ls "$STAGE.tmp/lib/modules")
+  depmod -b "$STAGE.tmp" "$kernel"
+  # The applet list comes from the host's busybox-static: the same Debian version.
+  progress "busybox applet links"
+  install -D -m 0755 "$STAGE.tmp/bin/busybox" "$STAGE.tmp/.busybox-tree/bin/busybox"
+  while read -r applet; do
+    mkdir -p "$STAGE.tmp/.busybox-tree/${applet%/*}"
+    [[ -e $STAGE.tmp/.busybox-tree/$applet ]] || ln -s /bin/busybox "$STAGE.tmp/.busybox-tree/$applet"
+  done < <(busybox --list-full)
+  mv "$STAGE.tmp" "$STAGE"
+fi
 KERNEL_VERSION=${KERNEL_DEB_PACKAGE#linux-image-}
 [[ -f $STAGE/boot/vmlinuz-$KERNEL_VERSION ]] || die "kernel $KERNEL_VERSION has no /boot/vmlinuz"
 
@@ -101,7 +119,6 @@ tar -xzf "$NODE_TGZ" -C "$WORK/node"
 # Copies the named kernel modules and their dependencies from the staged kernel into $1.
 copy_modules() {
   local dest=$1 list=$2 moddir=$STAGE/lib/modules/$KERNEL_VERSION name path dep
-  [[ -f $moddir/modules.dep ]] || depmod -b "$STAGE" "$KERNEL_VERSION"
   mkdir -p "$dest/lib/modules/$KERNEL_VERSION"
   while read -r name; do
     [[ -n $name ]] || continue
@@ -118,16 +135,9 @@ copy_modules() {
   depmod -b "$dest" "$KERNEL_VERSION"
 }
 
-# busybox and a link for each of its applets (the host's busybox-static, the same
-# Debian version, lists them).
+# busybox and a link for each of its applets, made once per stage (see below).
 install_busybox() {
-  local dest=$1 applet
-  install -D -m 0755 "$STAGE/bin/busybox" "$dest/bin/busybox"
-  while read -r applet; do
-    [[ -e $dest/$applet ]] && continue
-    mkdir -p "$dest/$(dirname "$applet")"
-    ln -s "$(realpath -m --relative-to="$dest/$(dirname "$applet")" "$dest/bin/busybox")" "$dest/$applet"
-  done < <(busybox --list-full)
+  cp -a "$STAGE/.busybox-tree/." "$1/"
 }
 
 # Pins what mke2fs and cpio copy from the tree: times and permissions.

@@ -51,6 +51,33 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    ota: Type.Object(
+      {
+        /** The update server, e.g. http://10.0.2.2:8443; empty: no update agent. */
+        serverUrl: Type.String({ default: '' }),
+        /** The fleet token used once, to enrol the device. */
+        fleetTokenFile: Type.String({ minLength: 1, default: '/data/edge/fleet-token' }),
+        /** The agent's state, device key, TUF cache and downloads (on the data partition). */
+        dataDir: Type.String({ minLength: 1, default: '/data/edge' }),
+        /** The TUF root baked into the image: the trust anchor. */
+        trustedRootPath: Type.String({ minLength: 1, default: '/etc/edge/tuf-root.json' }),
+        /** What the running slot holds: {"version": ...}. */
+        releaseFile: Type.String({ minLength: 1, default: '/etc/edge/release.json' }),
+        /** The board name the update server knows this device by; "auto" reads the device tree. */
+        board: Type.String({ minLength: 1, default: 'auto' }),
+        deviceId: Type.String({ default: '' }),
+        /** The standby slot; "auto" is the running slot's disk, the other slot partition. */
+        standbySlotPath: Type.String({ minLength: 1, default: 'auto' }),
+        checkInSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+        /** Download limit in bytes a second (0: none), and the burst it may save up. */
+        bandwidthBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
+        bandwidthBurstBytes: Type.Integer({ minimum: 1, default: 1 << 20 }),
+        /** After an update, how long the new slot has to become healthy before it is left uncommitted. */
+        healthDeadlineSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 90 }),
+        rebootCommand: Type.String({ minLength: 1, default: 'reboot' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );
@@ -95,7 +122,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   return merged;
 }
 
-const ajv = new Ajv({ useDefaults: true, allErrors: false, strict: false });
+// The schema is ours and fixed: skip checking it against the meta-schema at every start.
+const ajv = new Ajv({ useDefaults: true, allErrors: false, strict: false, validateSchema: false });
 const validate = ajv.compile<Config>(ConfigSchema);
 
 function readConfigFile(path: string, required: boolean): Record<string, unknown> {

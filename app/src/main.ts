@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigSources } from './config.js';
 import { BootState } from './boot-state.js';
 import { FirmwareHash } from './firmware-hash.js';
+import { bandwidthBucket, createUpdateAgent } from './ota/create-agent.js';
 import { buildServer } from './server.js';
 
 const EX_CONFIG = 78;
@@ -29,7 +30,11 @@ async function main(): Promise<void> {
 
   const firmwareHash = new FirmwareHash(config.firmware.slotPath);
   const bootState = new BootState(config.boot);
-  const app = await buildServer({ config, firmwareHash, bootState });
+  const downloadBucket = bandwidthBucket(
+    config.ota.bandwidthBytesPerSecond,
+    config.ota.bandwidthBurstBytes,
+  );
+  const app = await buildServer({ config, firmwareHash, bootState, downloadBucket });
   void firmwareHash.done.then((result) => {
     if (result.state === 'known') app.log.info({ firmware: result }, 'firmware hash known');
     else app.log.warn({ firmware: result }, 'firmware hash unavailable');
@@ -42,7 +47,7 @@ async function main(): Promise<void> {
       closing = true;
       app.log.info({ signal }, 'shutting down');
       const force = setTimeout(() => process.exit(1), 10_000).unref();
-      void app.close().then(() => {
+      void Promise.all([app.updateAgent?.stop(), app.close()]).then(() => {
         clearTimeout(force);
         process.exit(0);
       });
@@ -50,11 +55,23 @@ async function main(): Promise<void> {
   }
 
   await app.listen({ host: config.server.host, port: config.server.port });
-  // Healthy enough to keep this slot: the update agent's health check takes this over.
-  bootState.commitIfTrial().then(
-    (outcome) => app.log.info({ outcome }, 'boot slot settled'),
-    (error: unknown) => app.log.error({ err: error }, 'cannot commit the boot slot'),
-  );
+  if (!config.ota.serverUrl) {
+    // No update agent: being up and ready is the health check that keeps this slot.
+    bootState.commitIfTrial().then(
+      (outcome) => app.log.info({ outcome }, 'boot slot settled'),
+      (error: unknown) => app.log.error({ err: error }, 'cannot commit the boot slot'),
+    );
+    return;
+  }
+  const agent = await createUpdateAgent(config.ota, {
+    bootState,
+    firmwareHash,
+    readiness: app.readiness,
+    log: app.log,
+    bucket: downloadBucket,
+  });
+  app.updateAgent = agent;
+  agent.start().catch((error: unknown) => app.log.error({ err: error }, 'update agent stopped'));
 }
 
 main().catch((error: unknown) => {

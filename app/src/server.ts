@@ -3,10 +3,13 @@ import type { Registry } from 'prom-client';
 import type { BootState } from './boot-state.js';
 import type { Config } from './config.js';
 import type { FirmwareHashSource } from './firmware-hash.js';
+import type { TokenBucket } from './ota/token-bucket.js';
+import type { UpdateAgent } from './ota/update-agent.js';
 import { Readiness } from './readiness.js';
 import { firmwareRoutes } from './routes/firmware.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
+import { otaRoutes } from './routes/ota.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,6 +17,8 @@ declare module 'fastify' {
     readiness: Readiness;
     firmwareHash: FirmwareHashSource;
     bootState: BootState;
+    updateAgent: UpdateAgent | undefined;
+    downloadBucket: TokenBucket;
     metricsRegistry: Registry;
   }
 }
@@ -22,6 +27,8 @@ export interface ServerDeps {
   config: Config;
   firmwareHash: FirmwareHashSource;
   bootState: BootState;
+  /** Set later, once the agent is assembled (it needs the server's readiness). */
+  downloadBucket: TokenBucket;
 }
 
 /** The edge server: composes the route plugins around shared services. */
@@ -29,6 +36,7 @@ export async function buildServer({
   config,
   firmwareHash,
   bootState,
+  downloadBucket,
 }: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.log.level },
@@ -52,10 +60,13 @@ export async function buildServer({
   app.decorate('readiness', readiness);
   app.decorate('firmwareHash', firmwareHash);
   app.decorate('bootState', bootState);
+  app.decorate('downloadBucket', downloadBucket);
+  app.decorate('updateAgent', undefined);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
-    if (status >= 500) request.log.error({ err: error }, error.message);
+    // 503s are expected states (hash pending, not ready) with their own codes; 500s are bugs.
+    if (status >= 500 && status !== 503) request.log.error({ err: error }, error.message);
     if (status === 503) void reply.header('retry-after', '2');
     void reply.status(status).send({
       statusCode: status,
@@ -67,6 +78,7 @@ export async function buildServer({
   await app.register(metricsRoutes);
   await app.register(healthRoutes);
   await app.register(firmwareRoutes);
+  await app.register(otaRoutes);
   app.addHook('onReady', async () => readiness.satisfy('routes'));
   return app;
 }

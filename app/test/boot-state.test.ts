@@ -3,8 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AbStateStore } from '@edge/formats';
 import { bootedSlotFromCmdline } from '../src/boot-state.js';
-import { buildServer } from '../src/server.js';
-import { testBootState, testConfig } from './helpers.js';
+import { testBootState, testServer } from './helpers.js';
 
 const known = { current: { state: 'failed' as const, slotPath: undefined, reason: 'n/a' } };
 
@@ -20,7 +19,7 @@ test('the kernel command line says which slot booted and whether as a trial', (t
 
 test('GET /api/v1/firmware/boot is 503 on a host not booted by the boot script', async (t) => {
   const { bootState } = testBootState('root=/dev/sda1');
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   const response = await app.inject('/api/v1/firmware/boot');
   t.is(response.statusCode, 503);
   t.like(response.json(), { code: 'BOOT_STATE_UNKNOWN' });
@@ -34,7 +33,7 @@ test('GET /api/v1/firmware/boot reports a failed upgrade after a fallback', asyn
     attemptLimit: 3,
     failedUpgrade: 'b',
   });
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   const response = await app.inject('/api/v1/firmware/boot');
   t.is(response.statusCode, 200);
   t.deepEqual(response.json(), {

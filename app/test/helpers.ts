@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BootState } from '../src/boot-state.js';
 import { loadConfig, type Config } from '../src/config.js';
+import type { FirmwareHashSource } from '../src/firmware-hash.js';
+import { TokenBucket } from '../src/ota/token-bucket.js';
+import { buildServer } from '../src/server.js';
 
 /** The default configuration with a few settings changed, as EDGE_* variables would. */
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -19,4 +22,22 @@ export function testBootState(cmdline = 'console=ttyAMA0'): { bootState: BootSta
     cmdlinePath: join(dir, 'cmdline'),
   });
   return { bootState, dir };
+}
+
+const noHash: FirmwareHashSource = {
+  current: { state: 'failed', slotPath: undefined, reason: 'not under test' },
+};
+
+/** The edge server with test defaults for whatever a test does not give. */
+export function testServer(deps: {
+  firmwareHash?: FirmwareHashSource;
+  bootState?: BootState;
+  config?: Config;
+}) {
+  return buildServer({
+    config: deps.config ?? testConfig(),
+    firmwareHash: deps.firmwareHash ?? noHash,
+    bootState: deps.bootState ?? testBootState().bootState,
+    downloadBucket: new TokenBucket(Infinity, 1 << 20),
+  });
 }

@@ -8,8 +8,7 @@ import {
   rootDeviceFromCmdline,
   type FirmwareHashState,
 } from '../src/firmware-hash.js';
-import { buildServer } from '../src/server.js';
-import { testBootState, testConfig } from './helpers.js';
+import { testBootState, testServer } from './helpers.js';
 
 const fixedHash = (state: FirmwareHashState) => ({ current: state });
 const { bootState } = testBootState();
@@ -21,14 +20,14 @@ const known = fixedHash({
 });
 
 test('GET /healthz answers while the process lives', async (t) => {
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   const response = await app.inject('/healthz');
   t.is(response.statusCode, 200);
   t.deepEqual(response.json(), { status: 'ok' });
 });
 
 test('GET /readyz is 503 until every condition is met, then 200', async (t) => {
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   await app.ready();
   t.is((await app.inject('/readyz')).statusCode, 200);
   app.readiness.require('modules');
@@ -46,7 +45,7 @@ test('GET /api/v1/firmware/hash answers the SHA-256 of the slot file', async (t)
   writeFileSync(slot, data);
   const firmwareHash = new FirmwareHash(slot);
   await firmwareHash.done;
-  const app = await buildServer({ config: testConfig(), firmwareHash, bootState });
+  const app = await testServer({ firmwareHash, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 200);
   t.deepEqual(response.json(), { hash: createHash('sha256').update(data).digest('hex') });
@@ -59,7 +58,7 @@ test('the firmware hash is 503 with progress while it is computed', async (t) =>
     bytesDone: 64 << 20,
     bytesTotal: 256 << 20,
   });
-  const app = await buildServer({ config: testConfig(), firmwareHash: computing, bootState });
+  const app = await testServer({ firmwareHash: computing, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 503);
   t.is(response.headers['retry-after'], '2');
@@ -74,7 +73,7 @@ test('the firmware hash is 503 with the reason when the slot cannot be read', as
   const firmwareHash = new FirmwareHash('/nonexistent/slot.img');
   t.is(firmwareHash.current.state, 'computing');
   await firmwareHash.done;
-  const app = await buildServer({ config: testConfig(), firmwareHash, bootState });
+  const app = await testServer({ firmwareHash, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 503);
   t.like(response.json(), {
@@ -98,7 +97,7 @@ test('"auto" finds the running slot in the kernel command line', async (t) => {
 });
 
 test('GET /metrics exposes process, event loop, GC and HTTP metrics', async (t) => {
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   await app.inject('/healthz');
   await app.inject('/api/v1/firmware/hash');
   const response = await app.inject('/metrics');
@@ -121,7 +120,7 @@ test('GET /metrics exposes process, event loop, GC and HTTP metrics', async (t) 
 });
 
 test('an unknown route is a JSON 404', async (t) => {
-  const app = await buildServer({ config: testConfig(), firmwareHash: known, bootState });
+  const app = await testServer({ firmwareHash: known, bootState });
   const response = await app.inject('/nope');
   t.is(response.statusCode, 404);
   t.like(response.json(), { statusCode: 404 });

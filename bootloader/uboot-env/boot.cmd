@@ -80,7 +80,7 @@ fi
 
 # Boot the chosen slot. A trial slot that cannot even be loaded reboots: the attempt is
 # counted already. A committed slot that cannot be loaded gives way to the other one.
-setenv ab_boot_slot 'if test "${ab_slot}" = "b"; then setenv ab_part 3; else setenv ab_part 2; fi; part uuid ${ab_disk}:${ab_part} ab_partuuid; if ext4load ${ab_disk}:${ab_part} ${kernel_addr_r} /boot/Image && ext4load ${ab_disk}:${ab_part} ${ramdisk_addr_r} /boot/initrd.img; then setenv bootargs "console=${ab_console} root=PARTUUID=${ab_partuuid} ro rootwait panic=5 edge.slot=${ab_slot} edge.trial=${ab_trial}"; echo "edge-boot: booting slot ${ab_slot}"; booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${ab_fdt}; fi; echo "edge-boot: cannot boot slot ${ab_slot}"'
+setenv ab_boot_slot 'if test "${ab_slot}" = "b"; then setenv ab_part 3; else setenv ab_part 2; fi; part uuid ${ab_disk}:${ab_part} ab_partuuid; if ext4load ${ab_disk}:${ab_part} ${kernel_addr_r} /boot/Image && ext4load ${ab_disk}:${ab_part} ${ramdisk_addr_r} /boot/initrd.img; then setenv bootargs "console=${ab_console} root=PARTUUID=${ab_partuuid} ro panic=5 edge.slot=${ab_slot} edge.trial=${ab_trial}"; echo "edge-boot: booting slot ${ab_slot}"; booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${ab_fdt}; fi; echo "edge-boot: cannot boot slot ${ab_slot}"'
 run ab_boot_slot
 if test "${ab_trial}" = "1"; then
   reset

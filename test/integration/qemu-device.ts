@@ -120,13 +120,16 @@ export class QemuDevice {
    * (activated once with `openShell`).
    */
   async run(command: string, timeoutMs = 20_000): Promise<string> {
-    const tag = `__edge_${Math.random().toString(36).slice(2)}__`;
+    // The markers as printed differ from the markers as typed ($((...)) and $? expand), so
+    // the echo of the typed line, however the console wraps it, never matches them.
+    const tag = Math.random().toString(36).slice(2);
     const from = this.#console.length;
-    this.type(`${command}; echo ${tag}$?`);
-    const match = await this.waitForConsole(new RegExp(`\\n${tag}(\\d+)`), timeoutMs, from);
+    this.type(`echo __edge_begin_$((6*7))_${tag}; ${command}; echo __edge_end_$?_${tag}`);
+    const end = await this.waitForConsole(new RegExp(`__edge_end_(\\d+)_${tag}`), timeoutMs, from);
     const printed = this.#console.slice(from);
-    const output = printed.slice(printed.indexOf('\n') + 1, printed.indexOf(`\n${tag}`) + 1);
-    if (match[1] !== '0') throw new Error(`'${command}' exited with ${match[1]}: ${output}`);
+    const begin = `__edge_begin_42_${tag}\n`;
+    const output = printed.slice(printed.indexOf(begin) + begin.length, printed.indexOf(end[0]));
+    if (end[1] !== '0') throw new Error(`'${command}' exited with ${end[1]}: ${output}`);
     return output;
   }
 

@@ -1,0 +1,57 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic, type SlotName } from '@edge/formats';
+import type { UpdateStatus } from './update-server-client.js';
+
+/** An update under way: what it installs where, kept on /data so a restart picks it up. */
+export interface PendingUpdate {
+  version: string;
+  imageTarget: string;
+  imageSha256: string;
+  imageLength: number;
+  standbySlot: SlotName;
+  /** The delta in use, unless a full image is (no delta for this slot, or the delta failed). */
+  deltaTarget?: string;
+}
+
+export interface OtaState {
+  status: UpdateStatus;
+  pending?: PendingUpdate;
+  /** Releases whose new slot did not come up: not tried again until a newer one. */
+  failedVersions: string[];
+  /** Releases whose delta did not apply or verify: the full image is used for them. */
+  deltaRefusedVersions: string[];
+}
+
+const INITIAL: OtaState = {
+  status: { state: 'idle' },
+  failedVersions: [],
+  deltaRefusedVersions: [],
+};
+
+/** The agent's state in one JSON file, replaced atomically on every change. */
+export class OtaStateFile {
+  readonly path: string;
+
+  constructor(dataDir: string) {
+    this.path = join(dataDir, 'ota-state.json');
+  }
+
+  async load(): Promise<OtaState> {
+    try {
+      const state = JSON.parse(await readFile(this.path, 'utf8')) as OtaState;
+      return {
+        ...INITIAL,
+        ...state,
+        failedVersions: state.failedVersions ?? [],
+        deltaRefusedVersions: state.deltaRefusedVersions ?? [],
+      };
+    } catch {
+      return structuredClone(INITIAL);
+    }
+  }
+
+  async save(state: OtaState): Promise<void> {
+    await writeFileAtomic(this.path, `${JSON.stringify(state, null, 1)}\n`);
+  }
+}

@@ -1,0 +1,185 @@
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { sha256OfFile } from '@edge/formats';
+import type { TokenBucket } from './token-bucket.js';
+
+/** A file the signed metadata describes: where to get it, and what it must be. */
+export interface SignedFile {
+  url: string;
+  length: number;
+  sha256: string;
+}
+
+export interface DownloadProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  /** Bytes this call fetched (a resumed download starts with bytesDone > 0). */
+  bytesFetched: number;
+}
+
+export interface DownloadOptions {
+  file: SignedFile;
+  /** Where the finished file goes; the partial download lives beside it until then. */
+  destination: string;
+  bucket?: TokenBucket;
+  onProgress?: (progress: DownloadProgress) => void;
+  signal?: AbortSignal;
+  /** Tries per call (each resumes where the last one stopped). */
+  attempts?: number;
+  retryDelayMs?: number;
+}
+
+export type DownloadErrorCode = 'TOO_LONG' | 'HASH_MISMATCH' | 'HTTP_STATUS' | 'INTERRUPTED';
+
+export class DownloadError extends Error {
+  override name = 'DownloadError';
+  constructor(
+    readonly code: DownloadErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Durable progress: the partial file is synced every CHUNK bytes, and a resume drops any tail past the last sync. */
+export const CHUNK = 1 << 20;
+
+/**
+ * Downloads a signed file with HTTP Range resume. The partial file and its ETag live beside
+ * the destination, so a restart or a power cut resumes instead of starting over (at most one
+ * chunk is fetched again). The result is checked against the signed length and SHA-256;
+ * a server that sends more bytes than signed is refused.
+ */
+export async function downloadResumable(options: DownloadOptions): Promise<void> {
+  const { file, destination } = options;
+  if (await hasContent(destination, file)) return;
+  await mkdir(dirname(destination), { recursive: true });
+  const attempts = options.attempts ?? 5;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fetchRemainder(options);
+      break;
+    } catch (error) {
+      const retryable = !(error instanceof DownloadError) || error.code === 'INTERRUPTED';
+      if (!retryable || attempt >= attempts || options.signal?.aborted) throw error;
+      await new Promise((resolve) =>
+        setTimeout(resolve, (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1)),
+      );
+    }
+  }
+  const partial = partialPath(destination);
+  const actual = await sha256OfFile(partial);
+  if (actual !== file.sha256) {
+    await rm(partial, { force: true });
+    await rm(metaPath(destination), { force: true });
+    throw new DownloadError(
+      'HASH_MISMATCH',
+      `${file.url}: SHA-256 ${actual}, signed ${file.sha256}`,
+    );
+  }
+  await rename(partial, destination);
+  await rm(metaPath(destination), { force: true });
+}
+
+async function fetchRemainder(options: DownloadOptions): Promise<void> {
+  const { file, destination } = options;
+  const partial = partialPath(destination);
+  const meta = await readMeta(destination);
+  let offset = await resumeOffset(partial, file.length);
+  if (offset === file.length) return;
+
+  const headers: Record<string, string> = {};
+  if (offset > 0 && meta?.etag) {
+    headers.range = `bytes=${offset}-`;
+    headers['if-range'] = meta.etag;
+  } else {
+    offset = 0;
+  }
+  const response = await fetch(file.url, { headers, signal: options.signal });
+  if (response.status === 200) offset = 0;
+  else if (response.status !== 206) {
+    throw new DownloadError('HTTP_STATUS', `${file.url}: HTTP ${response.status}`);
+  } else if (!contentRangeStartsAt(response.headers.get('content-range'), offset)) {
+    throw new DownloadError(
+      'HTTP_STATUS',
+      `${file.url}: Content-Range ${response.headers.get('content-range')} does not start at ${offset}`,
+    );
+  }
+  const etag = response.headers.get('etag');
+  if (etag) await writeMeta(destination, { url: file.url, etag });
+
+  const handle = await open(partial, offset === 0 ? 'w' : 'r+');
+  let fetched = 0;
+  try {
+    await handle.truncate(offset);
+    let position = offset;
+    let unsynced = 0;
+    if (!response.body) throw new DownloadError('INTERRUPTED', `${file.url}: no body`);
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      if (position + chunk.length > file.length) {
+        throw new DownloadError(
+          'TOO_LONG',
+          `${file.url}: the server sent more than the signed ${file.length} bytes`,
+        );
+      }
+      await options.bucket?.take(chunk.length, options.signal);
+      await handle.write(chunk, 0, chunk.length, position);
+      position += chunk.length;
+      fetched += chunk.length;
+      unsynced += chunk.length;
+      if (unsynced >= CHUNK) {
+        await handle.datasync();
+        unsynced = 0;
+      }
+      options.onProgress?.({ bytesDone: position, bytesTotal: file.length, bytesFetched: fetched });
+    }
+    await handle.datasync();
+    if (position < file.length) {
+      throw new DownloadError(
+        'INTERRUPTED',
+        `${file.url}: connection ended at byte ${position} of ${file.length}`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof DownloadError || options.signal?.aborted) throw error;
+    throw new DownloadError('INTERRUPTED', `${file.url}: ${(error as Error).message}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Where to resume: the partial file's size rounded down to the last synced chunk. */
+async function resumeOffset(partial: string, length: number): Promise<number> {
+  const size = await stat(partial).then(
+    (s) => s.size,
+    () => 0,
+  );
+  if (size >= length) return size === length ? length : 0;
+  return Math.floor(size / CHUNK) * CHUNK;
+}
+
+function contentRangeStartsAt(header: string | null, offset: number): boolean {
+  return header !== null && new RegExp(`^bytes ${offset}-\\d+/`).test(header);
+}
+
+async function hasContent(path: string, file: SignedFile): Promise<boolean> {
+  const size = await stat(path).then(
+    (s) => s.size,
+    () => -1,
+  );
+  return size === file.length && (await sha256OfFile(path)) === file.sha256;
+}
+
+const partialPath = (destination: string) => `${destination}.part`;
+const metaPath = (destination: string) => `${destination}.part.json`;
+
+async function readMeta(destination: string): Promise<{ url: string; etag: string } | undefined> {
+  return readFile(metaPath(destination), 'utf8').then(
+    (text) => JSON.parse(text) as { url: string; etag: string },
+    () => undefined,
+  );
+}
+
+async function writeMeta(destination: string, meta: { url: string; etag: string }): Promise<void> {
+  await writeFile(metaPath(destination), JSON.stringify(meta));
+}

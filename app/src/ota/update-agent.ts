@@ -1,0 +1,316 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { deltaTargetName, otherSlot, type SlotName } from '@edge/formats';
+import type { BootState } from '../boot-state.js';
+import type { FirmwareHash } from '../firmware-hash.js';
+import type { Readiness } from '../readiness.js';
+import type { OtaState, OtaStateFile, PendingUpdate } from './ota-state.js';
+import { downloadResumable, type DownloadProgress } from './resumable-download.js';
+import { applyDeltaToSlot, slotMatches, writeImageToSlot } from './slot-writer.js';
+import type { TokenBucket } from './token-bucket.js';
+import type { SignedTarget, TufClient } from './tuf-client.js';
+import type {
+  CheckInAnswer,
+  DesiredRelease,
+  UpdateServerClient,
+  UpdateStatus,
+} from './update-server-client.js';
+
+export interface AgentLog {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+export interface UpdateAgentDeps {
+  client: UpdateServerClient;
+  tuf: TufClient;
+  stateFile: OtaStateFile;
+  bootState: BootState;
+  firmwareHash: FirmwareHash;
+  readiness: Readiness;
+  /** What this slot runs, from /etc/edge/release.json, and the board it runs on. */
+  release: { version: string; board: string };
+  /** The standby slot's device (or file, on a host) for a slot name. */
+  standbyPath: (slot: SlotName, runningPath: string) => string;
+  bucket: TokenBucket;
+  downloadsDir: string;
+  reboot: () => Promise<void>;
+  log: AgentLog;
+  /** A trial slot that is not healthy within this long stays uncommitted, for U-Boot to undo. */
+  healthDeadlineMs: number;
+  /** Seconds between check-ins until the server says otherwise. */
+  checkInSeconds: number;
+}
+
+export class UpdateFailed extends Error {
+  override name = 'UpdateFailed';
+}
+
+/**
+ * The update agent's workflow: check in, learn the release to run, refresh TUF metadata,
+ * download the delta (or the image), write the standby slot, verify it, set the boot flags,
+ * reboot; after the reboot, commit once healthy. Each step's mechanics live in its own module.
+ */
+export class UpdateAgent {
+  #state: OtaState = { status: { state: 'idle' }, failedVersions: [], deltaRefusedVersions: [] };
+  #timer: NodeJS.Timeout | undefined;
+  #busy: Promise<void> | undefined;
+  #stopped = false;
+  #lastProgressReport = 0;
+
+  constructor(private readonly deps: UpdateAgentDeps) {}
+
+  get status(): UpdateStatus {
+    return this.#state.status;
+  }
+
+  get failedVersions(): readonly string[] {
+    return this.#state.failedVersions;
+  }
+
+  /** Settles what the last boot left (commit or record a fallback), then checks in periodically. */
+  async start(): Promise<void> {
+    this.#state = await this.deps.stateFile.load();
+    await this.settleAfterBoot();
+    this.#schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#busy;
+  }
+
+  #schedule(seconds: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#busy = this.cycle()
+        .then((next) => this.#schedule(next))
+        .catch((error: unknown) => {
+          this.deps.log.warn({ err: error }, 'update check failed');
+          this.#schedule(this.deps.checkInSeconds);
+        });
+    }, seconds * 1000);
+    this.#timer.unref();
+  }
+
+  /** After a boot: a trial of the pending update commits once healthy; a fallback is recorded. */
+  async settleAfterBoot(): Promise<void> {
+    const booted = await this.deps.bootState.booted();
+    const pending = this.#state.pending;
+    if (booted?.trial && pending && booted.slot === pending.standbySlot) {
+      const healthy = await this.#healthy();
+      if (!healthy) {
+        this.deps.log.error(
+          { slot: booted.slot },
+          'not healthy within the deadline: leaving the slot to the bootloader',
+        );
+        return;
+      }
+      await this.deps.bootState.commitIfTrial();
+      await this.#finish({ state: 'committed', targetVersion: pending.version });
+      this.deps.log.info({ version: pending.version, slot: booted.slot }, 'update committed');
+      return;
+    }
+    if (
+      pending &&
+      this.#state.status.state === 'rebooting' &&
+      booted &&
+      booted.slot !== pending.standbySlot
+    ) {
+      const flags = await this.deps.bootState.store.read();
+      const reason = `slot ${pending.standbySlot} did not come up in ${flags.attemptLimit} attempts: the bootloader went back to slot ${booted.slot}`;
+      this.#state.failedVersions = [...new Set([...this.#state.failedVersions, pending.version])];
+      await this.#finish({ state: 'failed', targetVersion: pending.version, reason });
+      this.deps.log.error({ version: pending.version }, reason);
+    }
+    // Not a trial of ours: nothing to commit, but the trial watchdog may stop waiting.
+    if (await this.#healthy()) await this.deps.bootState.commitIfTrial();
+  }
+
+  /** One check-in, and the update it asks for. Resolves to the seconds until the next one. */
+  async cycle(): Promise<number> {
+    const answer = await this.#checkIn();
+    const desired = answer.desired;
+    if (desired && this.#wants(desired)) {
+      try {
+        await this.update(desired);
+      } catch (error) {
+        const reason = (error as Error).message;
+        this.deps.log.error({ err: error, version: desired.version }, 'update failed');
+        await this.#finish({ state: 'failed', targetVersion: desired.version, reason });
+        await this.#checkIn().catch(() => undefined);
+      }
+    }
+    return answer.checkInSeconds || this.deps.checkInSeconds;
+  }
+
+  #wants(desired: DesiredRelease): boolean {
+    const { release } = this.deps;
+    if (desired.board !== release.board || desired.version === release.version) return false;
+    return !this.#state.failedVersions.includes(desired.version);
+  }
+
+  /** Installs the desired release into the standby slot and reboots into it. */
+  async update(desired: DesiredRelease): Promise<void> {
+    const { deps } = this;
+    const running = await deps.firmwareHash.done;
+    if (running.state !== 'known')
+      throw new UpdateFailed(
+        `the running slot's hash is not known: ${running.state === 'failed' ? running.reason : 'pending'}`,
+      );
+    const booted = await deps.bootState.booted();
+    if (!booted) throw new UpdateFailed('not booted by the edge boot script: no standby slot');
+    const standbySlot = otherSlot(booted.slot);
+    const standbyPath = deps.standbyPath(standbySlot, running.slotPath);
+
+    await deps.tuf.refresh();
+    const image = await deps.tuf.target(desired.imageTarget);
+    if (!image) throw new UpdateFailed(`${desired.imageTarget} is not in the signed metadata`);
+    if (image.custom.board !== desired.board || image.custom.version !== desired.version) {
+      throw new UpdateFailed(
+        `${desired.imageTarget} is signed for ${String(image.custom.board)} ${String(image.custom.version)}`,
+      );
+    }
+    const deltaRefused = this.#state.deltaRefusedVersions.includes(desired.version);
+    const delta = deltaRefused ? undefined : await this.#deltaFor(desired, running.hash);
+    const pending: PendingUpdate = {
+      version: desired.version,
+      imageTarget: image.name,
+      imageSha256: image.sha256,
+      imageLength: image.length,
+      standbySlot,
+      deltaTarget: delta?.name,
+    };
+    this.#state.pending = pending;
+    const download = delta ?? image;
+
+    await this.#setStatus({
+      state: 'downloading',
+      targetVersion: desired.version,
+      bytesDone: 0,
+      bytesTotal: download.length,
+      progress: 0,
+    });
+    const downloaded = join(deps.downloadsDir, download.sha256);
+    await mkdir(deps.downloadsDir, { recursive: true });
+    await downloadResumable({
+      file: download,
+      destination: downloaded,
+      bucket: deps.bucket,
+      onProgress: (progress) => this.#progress('downloading', desired.version, progress),
+    });
+
+    await this.#setStatus({ state: 'applying', targetVersion: desired.version, progress: 0 });
+    const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>
+      this.#progress('applying', desired.version, { ...p, bytesFetched: 0 });
+    try {
+      if (delta) {
+        await applyDeltaToSlot({
+          deltaPath: downloaded,
+          runningPath: running.slotPath,
+          runningLength: running.length,
+          standbyPath,
+          length: image.length,
+          onProgress,
+        });
+      } else {
+        await writeImageToSlot({
+          imagePath: downloaded,
+          standbyPath,
+          length: image.length,
+          onProgress,
+        });
+      }
+    } catch (error) {
+      if (delta) this.#refuseDelta(desired.version);
+      await rm(downloaded, { force: true });
+      throw error;
+    }
+
+    await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
+    if (!(await slotMatches(standbyPath, image.length, image.sha256))) {
+      if (delta) this.#refuseDelta(desired.version);
+      throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
+    }
+    await rm(downloaded, { force: true });
+
+    // Only now, with the standby slot verified, do the boot flags change.
+    await deps.bootState.store.startTrial(standbySlot);
+    await this.#setStatus({ state: 'rebooting', targetVersion: desired.version });
+    await this.#checkIn().catch(() => undefined);
+    deps.log.info({ version: desired.version, slot: standbySlot }, 'rebooting into the new slot');
+    await deps.reboot();
+  }
+
+  /** A delta that did not apply or verify is not fetched again: the next try takes the full image. */
+  #refuseDelta(version: string): void {
+    this.#state.deltaRefusedVersions = [...new Set([...this.#state.deltaRefusedVersions, version])];
+  }
+
+  async #deltaFor(desired: DesiredRelease, runningHash: string): Promise<SignedTarget | undefined> {
+    const name = deltaTargetName(desired.board, desired.version, this.deps.release.version);
+    const delta = await this.deps.tuf.target(name).catch(() => undefined);
+    return delta?.custom.sourceSha256 === runningHash ? delta : undefined;
+  }
+
+  async #healthy(): Promise<boolean> {
+    const deadline = Date.now() + this.deps.healthDeadlineMs;
+    while (Date.now() < deadline && !this.#stopped) {
+      if (this.deps.readiness.ready) {
+        try {
+          await this.#checkIn();
+          return true;
+        } catch (error) {
+          this.deps.log.warn({ err: error }, 'health check: update server not reachable yet');
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+    return false;
+  }
+
+  async #checkIn(): Promise<CheckInAnswer> {
+    const running = this.deps.firmwareHash.current;
+    const booted = await this.deps.bootState.booted();
+    return this.deps.client.checkIn({
+      board: this.deps.release.board,
+      slot: booted?.slot ?? 'a',
+      firmwareHash: running.state === 'known' ? running.hash : '',
+      version: this.deps.release.version,
+      update: this.#state.status,
+    });
+  }
+
+  #progress(state: 'downloading' | 'applying', version: string, progress: DownloadProgress): void {
+    this.#state.status = {
+      state,
+      targetVersion: version,
+      bytesDone: progress.bytesDone,
+      bytesTotal: progress.bytesTotal,
+      progress: progress.bytesTotal ? progress.bytesDone / progress.bytesTotal : 0,
+    };
+    const now = Date.now();
+    if (now - this.#lastProgressReport >= 5000) {
+      this.#lastProgressReport = now;
+      void this.deps.stateFile.save(this.#state).catch(() => undefined);
+      void this.#checkIn().catch(() => undefined);
+    }
+  }
+
+  async #setStatus(status: UpdateStatus): Promise<void> {
+    this.#state.status = status;
+    await this.deps.stateFile.save(this.#state);
+    await this.#checkIn().catch((error: unknown) =>
+      this.deps.log.warn({ err: error }, 'status report failed'),
+    );
+  }
+
+  async #finish(status: UpdateStatus): Promise<void> {
+    this.#state.status = status;
+    this.#state.pending = undefined;
+    await this.deps.stateFile.save(this.#state);
+    await this.#checkIn().catch(() => undefined);
+  }
+}

@@ -1,0 +1,40 @@
+import type { FastifyPluginAsync } from 'fastify';
+
+const Bandwidth = {
+  type: 'object',
+  properties: {
+    bytesPerSecond: { type: 'integer', minimum: 0 },
+    burstBytes: { type: 'integer', minimum: 1 },
+  },
+  required: ['bytesPerSecond'],
+  additionalProperties: false,
+} as const;
+
+/** The update agent: where an update stands, and the download limit (changeable at run time). */
+export const otaRoutes: FastifyPluginAsync = async (app) => {
+  const bandwidth = () => ({
+    bytesPerSecond: Number.isFinite(app.downloadBucket.rate) ? app.downloadBucket.rate : 0,
+    burstBytes: app.downloadBucket.burst,
+  });
+
+  app.get('/api/v1/ota/status', () => {
+    const agent = app.updateAgent;
+    return {
+      enabled: agent !== undefined,
+      status: agent?.status ?? { state: 'idle' },
+      failedVersions: agent?.failedVersions ?? [],
+      bandwidth: bandwidth(),
+    };
+  });
+
+  app.put<{ Body: { bytesPerSecond: number; burstBytes?: number } }>(
+    '/api/v1/ota/bandwidth',
+    { schema: { body: Bandwidth, response: { 200: Bandwidth } } },
+    (request) => {
+      const { bytesPerSecond, burstBytes } = request.body;
+      app.downloadBucket.setLimit(bytesPerSecond > 0 ? bytesPerSecond : Infinity, burstBytes);
+      request.log.info(bandwidth(), 'download limit changed');
+      return bandwidth();
+    },
+  );
+};

@@ -1,0 +1,162 @@
+import test from 'ava';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { RedundantEnvFile, abStateToEnv } from '@edge/formats';
+import { writeBootFile, writePartition } from './disk-image.js';
+import {
+  builtImages,
+  editedSlotImage,
+  freshDisk,
+  scratchDir,
+  writeAbState,
+  writeDataFiles,
+} from './images.js';
+import { QemuDevice } from './qemu-device.js';
+
+const images = builtImages();
+const BOOT_TO_READY_MS = 90_000;
+
+interface BootReport {
+  slot: string;
+  trialBoot: boolean;
+  committed: string;
+  trial: string | null;
+  failedUpgrade: string | null;
+}
+
+async function bootReport(device: QemuDevice): Promise<BootReport> {
+  const response = await device.waitForHttp('/api/v1/firmware/boot', BOOT_TO_READY_MS);
+  return (await response.json()) as BootReport;
+}
+
+async function withDevice<T>(disk: string, use: (device: QemuDevice) => Promise<T>): Promise<T> {
+  const device = await QemuDevice.start({ disk });
+  try {
+    return await use(device);
+  } finally {
+    await device.stop();
+  }
+}
+
+test('slot A boots; the edge server answers with the slot image hash', async (t) => {
+  const { dir, cleanup } = scratchDir('boot-a');
+  t.teardown(cleanup);
+  const disk = freshDisk(images, dir);
+  await withDevice(disk, async (device) => {
+    const started = performance.now();
+    await device.waitForHttp('/readyz', BOOT_TO_READY_MS);
+    t.log(
+      `QEMU start to edge server ready: ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    const hash = await device.waitForHttp('/api/v1/firmware/hash', 60_000);
+    t.deepEqual(await hash.json(), { hash: images.slotSha256 });
+    t.like(await bootReport(device), { slot: 'a', trialBoot: false, committed: 'a' });
+  });
+});
+
+test('a trial slot whose kernel panics falls back to the old slot after the boot limit', async (t) => {
+  const { dir, cleanup } = scratchDir('panic');
+  t.teardown(cleanup);
+  const disk = freshDisk(images, dir);
+  // An initramfs with no /init: the kernel panics ("No working init found") and panic=5 reboots.
+  const broken = editedSlotImage(
+    images,
+    dir,
+    'panic',
+    ['rm /boot/initrd.img', 'write empty.cpio /boot/initrd.img'],
+    {
+      'empty.cpio': Buffer.alloc(512),
+    },
+  );
+  writePartition(disk, 3, readFileSync(broken));
+  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
+  await withDevice(disk, async (device) => {
+    await device.waitForConsole(/slot b did not come up in 3 attempts: back to slot a/, 240_000);
+    t.is(device.console.match(/edge-boot: trying slot b, attempt/g)?.length, 3);
+    t.regex(device.console, /Kernel panic/);
+    t.like(await bootReport(device), {
+      slot: 'a',
+      trialBoot: false,
+      committed: 'a',
+      trial: null,
+      failedUpgrade: 'b',
+    });
+  });
+});
+
+test('a trial slot whose edge server never comes up is rebooted by the watchdog, then abandoned', async (t) => {
+  const { dir, cleanup } = scratchDir('unhealthy');
+  t.teardown(cleanup);
+  const disk = freshDisk(images, dir);
+  const broken = editedSlotImage(
+    images,
+    dir,
+    'unhealthy',
+    ['rm /usr/lib/edge/edge-server.mjs', 'write crash.mjs /usr/lib/edge/edge-server.mjs'],
+    { 'crash.mjs': "console.error('this release is broken'); process.exit(3);\n" },
+  );
+  writePartition(disk, 3, readFileSync(broken));
+  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 2 });
+  // A short trial deadline, set on the data partition as a test fleet would.
+  writeDataFiles(disk, dir, { '/edge/trial-deadline-seconds': '10\n' });
+  await withDevice(disk, async (device) => {
+    await device.waitForConsole(/slot b did not come up in 2 attempts: back to slot a/, 240_000);
+    t.regex(device.console, /edge-trial-watchdog: slot not committed within \d+s: rebooting/);
+    t.like(await bootReport(device), {
+      slot: 'a',
+      committed: 'a',
+      trial: null,
+      failedUpgrade: 'b',
+    });
+  });
+});
+
+test('a corrupt copy of the A/B state is skipped: the device boots the slot of the good copy', async (t) => {
+  const { dir, cleanup } = scratchDir('corrupt-copy');
+  t.teardown(cleanup);
+  const disk = freshDisk(images, dir);
+  writePartition(disk, 3, readFileSync(images.slotImage));
+  // Copy 1 says slot b; copy 2, one save newer, says slot a. A bad CRC on copy 2 leaves b.
+  const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
+  await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
+  await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
+  const corrupt = readFileSync(copies.paths[1]);
+  corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
+  writeFileSync(copies.paths[1], corrupt);
+  writeBootFile(disk, 'abstate1.env', copies.paths[0]);
+  writeBootFile(disk, 'abstate2.env', copies.paths[1]);
+  await withDevice(disk, async (device) => {
+    t.like(await bootReport(device), { slot: 'b', committed: 'b' });
+    t.regex(device.console, /A\/B state from abstate1\.env/);
+  });
+});
+
+test('the data partition keeps a file across a reboot and a change of slot', async (t) => {
+  const { dir, cleanup } = scratchDir('data');
+  t.teardown(cleanup);
+  const disk = freshDisk(images, dir);
+  writePartition(disk, 3, readFileSync(images.slotImage));
+  await withDevice(disk, async (device) => {
+    await device.openShell(BOOT_TO_READY_MS);
+    await device.run('echo kept-across-updates > /data/keep.txt && sync');
+    device.type('reboot');
+    await device.waitForConsole(/edge-boot: booting slot a/, 60_000, device.console.length - 200);
+    await device.waitForConsole(
+      /rcS: up, slot a[\s\S]*Please press Enter/,
+      BOOT_TO_READY_MS,
+      device.console.lastIndexOf('edge-boot: booting'),
+    );
+    await device.openShell(BOOT_TO_READY_MS);
+    t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
+  });
+  // Slot b on trial: it boots, the edge server commits it, and /data is the same.
+  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
+  await withDevice(disk, async (device) => {
+    const report = await bootReport(device);
+    t.like(report, { slot: 'b', trialBoot: true });
+    await device.openShell(BOOT_TO_READY_MS);
+    t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
+    t.like(await bootReport(device), { slot: 'b', committed: 'b', trial: null });
+  });
+});

@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RedundantEnvFile, abStateToEnv, type AbState } from '@edge/formats';
+import { copyDisk, partitionsOf, writeBootFile } from './disk-image.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface BuiltImages {
+  version: string;
+  dir: string;
+  slotImage: string;
+  slotSha256: string;
+  qemuDisk: string;
+}
+
+/** The images `scripts/build-image.sh` made for the project's version (qemu-test.sh builds them first). */
+export function builtImages(version = projectVersion()): BuiltImages {
+  const dir = join(process.env.EDGE_OUT ?? join(ROOT, 'out'), version);
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+    slotImage: { sha256: string };
+  };
+  return {
+    version,
+    dir,
+    slotImage: join(dir, 'rootfs.ext4'),
+    slotSha256: manifest.slotImage.sha256,
+    qemuDisk: join(dir, 'qemu-disk.img'),
+  };
+}
+
+function projectVersion(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
+
+/** A scratch folder for one scenario, removed by `cleanup`. */
+export function scratchDir(name: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `edge-${name}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A fresh copy of the QEMU disk. */
+export function freshDisk(images: BuiltImages, dir: string): string {
+  const disk = join(dir, 'disk.img');
+  copyDisk(images.qemuDisk, disk);
+  return disk;
+}
+
+/**
+ * Writes an A/B state into both copies on the disk's boot partition, through the project's
+ * codec (copy 2 ends up current, copy 1 one save older).
+ */
+export async function writeAbState(disk: string, dir: string, state: AbState): Promise<void> {
+  const files = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
+  await files.write(abStateToEnv(state));
+  await files.write(abStateToEnv(state));
+  writeBootFile(disk, 'abstate1.env', files.paths[0]);
+  writeBootFile(disk, 'abstate2.env', files.paths[1]);
+}
+
+/**
+ * Writes files into the data partition (p4) of a disk image with debugfs: a test's settings
+ * for the device, put in place before it boots.
+ */
+export function writeDataFiles(disk: string, dir: string, files: Record<string, string>): void {
+  const data = partitionsOf(disk)[3]!;
+  const image = join(dir, 'data.ext4');
+  execFileSync('dd', [
+    `if=${disk}`,
+    `of=${image}`,
+    'bs=1M',
+    `skip=${data.offset}`,
+    `count=${data.size}`,
+    'iflag=skip_bytes,count_bytes',
+    'status=none',
+  ]);
+  const commands: string[] = [];
+  for (const [path, content] of Object.entries(files)) {
+    const host = join(dir, `data-file-${commands.length}`);
+    writeFileSync(host, content);
+    for (const folder of parentFolders(path)) commands.push(`mkdir ${folder}`);
+    commands.push(`rm ${path}`, `write ${host} ${path}`);
+  }
+  writeFileSync(join(dir, 'data.debugfs'), `${commands.join('\n')}\n`);
+  execFileSync('debugfs', ['-w', '-f', join(dir, 'data.debugfs'), image], { stdio: 'pipe' });
+  execFileSync('dd', [
+    `if=${image}`,
+    `of=${disk}`,
+    'bs=1M',
+    `seek=${data.offset}`,
+    'oflag=seek_bytes',
+    'conv=notrunc',
+    'status=none',
+  ]);
+}
+
+function parentFolders(path: string): string[] {
+  const parts = path.split('/').filter(Boolean).slice(0, -1);
+  return parts.map((_, index) => `/${parts.slice(0, index + 1).join('/')}`);
+}
+
+/**
+ * A copy of a slot image changed with debugfs (no mount): `edits` are debugfs commands,
+ * and `files` are written to the host first so the commands can `write` them.
+ */
+export function editedSlotImage(
+  images: BuiltImages,
+  dir: string,
+  name: string,
+  edits: string[],
+  files: Record<string, string | Buffer> = {},
+): string {
+  const image = join(dir, `${name}.ext4`);
+  copyDisk(images.slotImage, image);
+  for (const [file, content] of Object.entries(files)) writeFileSync(join(dir, file), content);
+  const commands = join(dir, `${name}.debugfs`);
+  writeFileSync(commands, `${edits.join('\n')}\n`);
+  execFileSync('debugfs', ['-w', '-f', commands, image], { cwd: dir, stdio: 'pipe' });
+  return image;
+}
