@@ -5,6 +5,9 @@
 #   out/<version>/rpi4-sdcard.img    Raspberry Pi 4 SD card, same layout
 #   out/<version>/manifest.json      what went in, sizes and SHA-256 of the slot image
 # Usage: scripts/build-image.sh [--version V] [--out DIR] [--compress] [--force]
+#                               [--ota-url URL --tuf-root FILE]
+#   --ota-url, --tuf-root: the update server the device checks in with, and the TUF root.json
+#   it trusts (baked into the slot); without them the image has no update agent.
 # Downloads are cached in $EDGE_CACHE (default ~/.cache/edge-firmware), outside the checkout.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,16 +29,22 @@ VERSION=$(node -p 'require(process.argv[1]).version' "$ROOT/package.json")
 OUT=$ROOT/out
 COMPRESS=0
 FORCE=0
+OTA_URL=
+TUF_ROOT=
 while (($#)); do
   case $1 in
     --version) VERSION=${2:?--version needs a value}; shift 2 ;;
     --out) OUT=${2:?--out needs a value}; shift 2 ;;
     --compress) COMPRESS=1; shift ;;
     --force) FORCE=1; shift ;;
-    -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --ota-url) OTA_URL=${2:?--ota-url needs a value}; shift 2 ;;
+    --tuf-root) TUF_ROOT=${2:?--tuf-root needs a file}; shift 2 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
+[[ -z $OTA_URL || -f $TUF_ROOT ]] || die "--ota-url needs --tuf-root FILE (the repository's metadata/root.json)"
+[[ -z $TUF_ROOT || -n $OTA_URL ]] || die "--tuf-root needs --ota-url URL"
 [[ $VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]] || die "version '$VERSION' is not semver"
 
 # shellcheck source=board/common/packages.conf
@@ -62,7 +71,8 @@ step "edge server bundle"
 inputs_key() {
   (
     cd "$ROOT"
-    echo "$VERSION $SOURCE_DATE_EPOCH"
+    echo "$VERSION $SOURCE_DATE_EPOCH $OTA_URL"
+    [[ -z $TUF_ROOT ]] || sha256sum <"$TUF_ROOT"
     find board bootloader scripts/build-image.sh scripts/lib -type f -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum
     sha256sum app/dist/edge-server.mjs
@@ -177,6 +187,11 @@ cp -a "$ROOT/board/common/rootfs/." "$TREE/"
 install -m 0644 "$ROOT/app/dist/edge-server.mjs" "$TREE/usr/lib/edge/edge-server.mjs"
 printf '{"version":"%s","kernel":"%s","node":"%s"}\n' "$VERSION" "$KERNEL_VERSION" "$NODE_VERSION" \
   >"$TREE/etc/edge/release.json"
+if [[ -n $OTA_URL ]]; then
+  printf '{\n  "firmware": { "slotPath": "auto" },\n  "ota": { "serverUrl": "%s" }\n}\n' "$OTA_URL" \
+    >"$TREE/etc/edge/edge-server.json"
+  install -m 0644 "$TUF_ROOT" "$TREE/etc/edge/tuf-root.json"
+fi
 ln -s /run/resolv.conf "$TREE/etc/resolv.conf"
 ln -s /run "$TREE/var/run"
 ln -s /tmp "$TREE/var/tmp"

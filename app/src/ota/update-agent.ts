@@ -5,7 +5,7 @@ import type { BootState } from '../boot-state.js';
 import type { FirmwareHash } from '../firmware-hash.js';
 import type { Readiness } from '../readiness.js';
 import type { OtaState, OtaStateFile, PendingUpdate } from './ota-state.js';
-import { downloadResumable, type DownloadProgress } from './resumable-download.js';
+import { DownloadError, downloadResumable, type DownloadProgress } from './resumable-download.js';
 import { applyDeltaToSlot, slotMatches, writeImageToSlot } from './slot-writer.js';
 import type { TokenBucket } from './token-bucket.js';
 import type { SignedTarget, TufClient } from './tuf-client.js';
@@ -71,9 +71,14 @@ export class UpdateAgent {
 
   /** Settles what the last boot left (commit or record a fallback), then checks in periodically. */
   async start(): Promise<void> {
-    this.#state = await this.deps.stateFile.load();
+    await this.load();
     await this.settleAfterBoot();
     this.#schedule(0);
+  }
+
+  /** Picks up what the agent was doing before this start (a power cut, a reboot). */
+  async load(): Promise<void> {
+    this.#state = await this.deps.stateFile.load();
   }
 
   async stop(): Promise<void> {
@@ -194,18 +199,18 @@ export class UpdateAgent {
       progress: 0,
     });
     const downloaded = join(deps.downloadsDir, download.sha256);
-    await mkdir(deps.downloadsDir, { recursive: true });
-    await downloadResumable({
-      file: download,
-      destination: downloaded,
-      bucket: deps.bucket,
-      onProgress: (progress) => this.#progress('downloading', desired.version, progress),
-    });
-
-    await this.#setStatus({ state: 'applying', targetVersion: desired.version, progress: 0 });
-    const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>
-      this.#progress('applying', desired.version, { ...p, bytesFetched: 0 });
     try {
+      await mkdir(deps.downloadsDir, { recursive: true });
+      await downloadResumable({
+        file: download,
+        destination: downloaded,
+        bucket: deps.bucket,
+        onProgress: (progress) => this.#progress('downloading', desired.version, progress),
+      });
+
+      await this.#setStatus({ state: 'applying', targetVersion: desired.version, progress: 0 });
+      const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>
+        this.#progress('applying', desired.version, { ...p, bytesFetched: 0 });
       if (delta) {
         await applyDeltaToSlot({
           deltaPath: downloaded,
@@ -223,16 +228,19 @@ export class UpdateAgent {
           onProgress,
         });
       }
+
+      await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
+      if (!(await slotMatches(standbyPath, image.length, image.sha256))) {
+        throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
+      }
     } catch (error) {
+      // A cut connection resumes at the next try. Anything else (bytes that do not match the
+      // signed target, a delta that will not apply or gives the wrong image) throws the file
+      // away, and a delta is not used again for this release: the next try takes the image.
+      if (error instanceof DownloadError && error.code === 'INTERRUPTED') throw error;
       if (delta) this.#refuseDelta(desired.version);
       await rm(downloaded, { force: true });
       throw error;
-    }
-
-    await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
-    if (!(await slotMatches(standbyPath, image.length, image.sha256))) {
-      if (delta) this.#refuseDelta(desired.version);
-      throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
     }
     await rm(downloaded, { force: true });
 
@@ -272,12 +280,17 @@ export class UpdateAgent {
   }
 
   async #checkIn(): Promise<CheckInAnswer> {
-    const running = this.deps.firmwareHash.current;
+    const running = await this.deps.firmwareHash.done;
+    if (running.state !== 'known') {
+      throw new UpdateFailed(
+        `cannot check in: ${running.state === 'failed' ? running.reason : 'no firmware hash'}`,
+      );
+    }
     const booted = await this.deps.bootState.booted();
     return this.deps.client.checkIn({
       board: this.deps.release.board,
       slot: booted?.slot ?? 'a',
-      firmwareHash: running.state === 'known' ? running.hash : '',
+      firmwareHash: running.hash,
       version: this.deps.release.version,
       update: this.#state.status,
     });

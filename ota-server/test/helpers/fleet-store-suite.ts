@@ -1,0 +1,268 @@
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import type { FleetStore, Rollout } from '../../src/fleet/store.js';
+
+/** Opens a fresh, empty store; reopen() opens the same database again (migrations rerun). */
+export type StoreOpener = (
+  t: ExecutionContext,
+) => Promise<{ store: FleetStore; reopen: () => Promise<FleetStore> }>;
+
+const key = (n: number) => `${String(n).padStart(2, '0')}${'x'.repeat(41)}`;
+
+function rollout(id: string, board: string, version: string, percent: number, at: number): Rollout {
+  return {
+    id,
+    board,
+    version,
+    percent,
+    state: percent >= 100 ? 'completed' : 'active',
+    createdAt: new Date(at),
+    updatedAt: new Date(at),
+  };
+}
+
+/** One suite, registered once per backend: SQLite and PostgreSQL must behave the same. */
+export function fleetStoreSuite(backend: string, open: StoreOpener): void {
+  const name = (what: string) => `${backend}: ${what}`;
+
+  test(
+    name('enrolment: created, same key again, another key or board is a conflict'),
+    async (t) => {
+      const { store } = await open(t);
+      const at = new Date(1_700_000_000_000);
+      t.is(
+        await store.enrollDevice({ deviceId: 'd1', board: 'rpi4', publicKeyX: key(1) }, at),
+        'created',
+      );
+      t.is(
+        await store.enrollDevice({ deviceId: 'd1', board: 'rpi4', publicKeyX: key(1) }, at),
+        'same',
+      );
+      t.is(
+        await store.enrollDevice({ deviceId: 'd1', board: 'rpi4', publicKeyX: key(2) }, at),
+        'conflict',
+      );
+      t.is(
+        await store.enrollDevice({ deviceId: 'd1', board: 'qemu', publicKeyX: key(1) }, at),
+        'conflict',
+      );
+      t.deepEqual(await store.deviceKey('d1'), {
+        deviceId: 'd1',
+        board: 'rpi4',
+        publicKeyX: key(1),
+      });
+      t.is(await store.deviceKey('nobody'), undefined);
+    },
+  );
+
+  test(name('token ids: a replay is refused, an expired id may be used again'), async (t) => {
+    const { store } = await open(t);
+    const later = new Date(Date.now() + 60_000);
+    t.true(await store.useTokenId('d1', 'jti-1', later));
+    t.false(await store.useTokenId('d1', 'jti-1', later));
+    t.true(await store.useTokenId('d2', 'jti-1', later), 'ids are per device');
+    t.true(await store.useTokenId('d1', 'old', new Date(Date.now() - 1000)));
+    t.true(await store.useTokenId('d1', 'old', later));
+  });
+
+  test(name('check-ins: history newest first, last state, filters and pages'), async (t) => {
+    const { store } = await open(t);
+    for (let n = 0; n < 5; n++) {
+      await store.enrollDevice(
+        { deviceId: `dev-${n}`, board: n < 3 ? 'rpi4' : 'qemu', publicKeyX: key(n) },
+        new Date(1_700_000_000_000 + n),
+      );
+    }
+    for (let round = 0; round < 3; round++) {
+      await store.recordCheckIn('dev-1', {
+        at: new Date(1_700_000_100_000 + round * 1000),
+        slot: round === 2 ? 'b' : 'a',
+        firmwareHash: String(round).repeat(64),
+        version: `1.0.${round}`,
+        update:
+          round === 2
+            ? {
+                state: 'downloading',
+                targetVersion: '1.1.0',
+                progress: 0.5,
+                bytesDone: 5,
+                bytesTotal: 10,
+              }
+            : { state: 'idle' },
+        desiredVersion: round === 2 ? '1.1.0' : null,
+      });
+    }
+    const detail = await store.device('dev-1', 2);
+    t.truthy(detail);
+    t.deepEqual(
+      detail!.checkIns.map((checkIn) => checkIn.version),
+      ['1.0.2', '1.0.1'],
+    );
+    t.deepEqual(detail!.lastCheckIn, {
+      at: new Date(1_700_000_102_000),
+      slot: 'b',
+      firmwareHash: '2'.repeat(64),
+      version: '1.0.2',
+      update: {
+        state: 'downloading',
+        targetVersion: '1.1.0',
+        progress: 0.5,
+        bytesDone: 5,
+        bytesTotal: 10,
+      },
+      desiredVersion: '1.1.0',
+    });
+    t.is(detail!.enrolledAt.getTime(), 1_700_000_000_001);
+    t.is(await store.device('nobody', 10), undefined);
+
+    t.deepEqual(
+      (await store.listDevices({ limit: 10 })).map((device) => device.deviceId),
+      ['dev-0', 'dev-1', 'dev-2', 'dev-3', 'dev-4'],
+    );
+    t.deepEqual(
+      (await store.listDevices({ board: 'qemu', limit: 10 })).map((device) => device.deviceId),
+      ['dev-3', 'dev-4'],
+    );
+    t.deepEqual(
+      (await store.listDevices({ state: 'downloading', limit: 10 })).map(
+        (device) => device.deviceId,
+      ),
+      ['dev-1'],
+    );
+    const page = await store.listDevices({ board: 'rpi4', limit: 2, afterDeviceId: 'dev-0' });
+    t.deepEqual(
+      page.map((device) => device.deviceId),
+      ['dev-1', 'dev-2'],
+    );
+    t.is((await store.listDevices({ limit: 10 }))[0]!.lastCheckIn, null);
+  });
+
+  test(name('uplinks: newest first, payload as sent'), async (t) => {
+    const { store } = await open(t);
+    await store.enrollDevice({ deviceId: 'd1', board: 'rpi4', publicKeyX: key(1) }, new Date());
+    await store.recordUplink('d1', {
+      at: new Date(1000),
+      module: 'temp',
+      payload: { c: 21.5, tags: ['a'] },
+    });
+    await store.recordUplink('d1', { at: new Date(2000), module: 'temp', payload: null });
+    const detail = await store.device('d1', 10);
+    t.deepEqual(detail!.uplinks, [
+      { at: new Date(2000), module: 'temp', payload: null },
+      { at: new Date(1000), module: 'temp', payload: { c: 21.5, tags: ['a'] } },
+    ]);
+  });
+
+  test(name('roll-outs: newest first, optimistic updates, those in force'), async (t) => {
+    const { store } = await open(t);
+    await store.createRollout(rollout('r1', 'rpi4', '1.0.0', 100, 1000));
+    await store.createRollout(rollout('r2', 'rpi4', '1.1.0', 10, 2000));
+    await store.createRollout(rollout('q1', 'qemu', '1.0.0', 50, 3000));
+    await store.createRollout(rollout('r3', 'rpi4', '1.2.0', 20, 4000));
+    t.deepEqual(
+      (await store.listRollouts()).map((r) => r.id),
+      ['r3', 'q1', 'r2', 'r1'],
+    );
+    t.deepEqual(
+      (await store.listRollouts('rpi4')).map((r) => r.id),
+      ['r3', 'r2', 'r1'],
+    );
+    t.deepEqual(await store.rollout('r2'), rollout('r2', 'rpi4', '1.1.0', 10, 2000));
+    t.is(await store.rollout('nope'), undefined);
+
+    t.true(
+      await store.updateRollout(
+        'r3',
+        { state: 'active', percent: 20 },
+        {
+          state: 'cancelled',
+          percent: 20,
+          updatedAt: new Date(5000),
+        },
+      ),
+    );
+    t.false(
+      await store.updateRollout(
+        'r3',
+        { state: 'active', percent: 20 },
+        {
+          state: 'paused',
+          percent: 20,
+          updatedAt: new Date(6000),
+        },
+      ),
+      'a stale read loses',
+    );
+    t.deepEqual(
+      (await store.rolloutsInForce('rpi4')).map((r) => r.id),
+      ['r2', 'r1'],
+    );
+    t.true(
+      await store.updateRollout(
+        'r2',
+        { state: 'active', percent: 10 },
+        {
+          state: 'completed',
+          percent: 100,
+          updatedAt: new Date(7000),
+        },
+      ),
+    );
+    t.deepEqual(
+      (await store.rolloutsInForce('rpi4')).map((r) => r.id),
+      ['r2'],
+      'nothing older than the newest completed one counts',
+    );
+    t.deepEqual(
+      (await store.rolloutsInForce('none')).map((r) => r.id),
+      [],
+    );
+  });
+
+  test(
+    name('pruning keeps the newest history per device and drops expired token ids'),
+    async (t) => {
+      const { store } = await open(t);
+      for (const id of ['d1', 'd2']) {
+        await store.enrollDevice({ deviceId: id, board: 'rpi4', publicKeyX: key(1) }, new Date());
+        for (let n = 0; n < 6; n++) {
+          await store.recordCheckIn(id, {
+            at: new Date(n * 1000),
+            slot: 'a',
+            firmwareHash: 'f'.repeat(64),
+            version: `1.0.${n}`,
+            update: { state: 'idle' },
+            desiredVersion: null,
+          });
+          await store.recordUplink(id, { at: new Date(n * 1000), module: 'm', payload: n });
+        }
+      }
+      await store.useTokenId('d1', 'expired', new Date(Date.now() - 1000));
+      await store.useTokenId('d1', 'live', new Date(Date.now() + 60_000));
+      await store.prune({ checkInsPerDevice: 2, uplinksPerDevice: 3 }, new Date());
+      for (const id of ['d1', 'd2']) {
+        const detail = await store.device(id, 100);
+        t.deepEqual(
+          detail!.checkIns.map((c) => c.version),
+          ['1.0.5', '1.0.4'],
+        );
+        t.deepEqual(
+          detail!.uplinks.map((u) => u.payload),
+          [5, 4, 3],
+        );
+        t.is(detail!.lastCheckIn!.version, '1.0.5');
+      }
+      t.false(await store.useTokenId('d1', 'live', new Date(Date.now() + 60_000)));
+      t.true(await store.useTokenId('d1', 'expired', new Date(Date.now() + 60_000)));
+    },
+  );
+
+  test(name('reopening runs no migration twice and keeps the data'), async (t) => {
+    const { store, reopen } = await open(t);
+    await store.enrollDevice({ deviceId: 'd1', board: 'rpi4', publicKeyX: key(1) }, new Date());
+    await store.close();
+    const again = await reopen();
+    t.teardown(() => again.close());
+    t.is((await again.deviceKey('d1'))?.board, 'rpi4');
+  });
+}
