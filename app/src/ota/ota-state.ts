@@ -21,6 +21,8 @@ export interface OtaState {
   failedVersions: string[];
   /** Releases whose delta did not apply or verify: the full image is used for them. */
   deltaRefusedVersions: string[];
+  /** The last file the agent downloaded for an update: a delta or a full image. */
+  lastDownload?: { target: string; bytes: number };
 }
 
 const INITIAL: OtaState = {

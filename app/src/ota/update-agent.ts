@@ -69,6 +69,10 @@ export class UpdateAgent {
     return this.#state.failedVersions;
   }
 
+  get lastDownload(): OtaState['lastDownload'] {
+    return this.#state.lastDownload;
+  }
+
   /** Settles what the last boot left (commit or record a fallback), then checks in periodically. */
   async start(): Promise<void> {
     await this.load();
@@ -207,6 +211,7 @@ export class UpdateAgent {
         bucket: deps.bucket,
         onProgress: (progress) => this.#progress('downloading', desired.version, progress),
       });
+      this.#state.lastDownload = { target: download.name, bytes: download.length };
 
       await this.#setStatus({ state: 'applying', targetVersion: desired.version, progress: 0 });
       const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>

@@ -23,6 +23,7 @@ export const otaRoutes: FastifyPluginAsync = async (app) => {
       enabled: agent !== undefined,
       status: agent?.status ?? { state: 'idle' },
       failedVersions: agent?.failedVersions ?? [],
+      lastDownload: agent?.lastDownload ?? null,
       bandwidth: bandwidth(),
     };
   });
