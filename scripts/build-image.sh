@@ -209,6 +209,16 @@ MKE2FS_CONFIG=$ROOT/board/common/mke2fs.conf E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EP
   -E "hash_seed=$SLOT_FS_UUID,root_owner=0:0,lazy_itable_init=0,nodiscard" \
   -d "$TREE" "$WORK/rootfs.ext4" "${SLOT_IMAGE_MIB}M" ||
   die "mke2fs could not build the slot image"
+# mke2fs -d copies each file's ctime and atime from the host, where no one can pin them (the
+# ctime is the host's clock; reading a file moves its atime): set both here.
+{
+  echo /
+  (cd "$TREE" && find . -mindepth 1 | LC_ALL=C sort | cut -c2-)
+} | sed "s|.*|sif & ctime @$SOURCE_DATE_EPOCH\nsif & atime @$SOURCE_DATE_EPOCH|" >"$WORK/ctime.debugfs"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$WORK/ctime.debugfs" "$WORK/rootfs.ext4" \
+  >"$WORK/ctime.log" 2>&1 || die "debugfs could not pin the slot image's times: $(tail -n 3 "$WORK/ctime.log")"
+debugfs -R 'stat /etc/inittab' "$WORK/rootfs.ext4" 2>/dev/null | grep -q "ctime: $(printf '0x%x' "$SOURCE_DATE_EPOCH"):" ||
+  die "the slot image's times are not pinned"
 SLOT_SHA256=$(sha256sum "$WORK/rootfs.ext4" | cut -d' ' -f1)
 progress "rootfs.ext4: sha256 $SLOT_SHA256"
 
