@@ -1,37 +1,21 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import {
+  DEVICE_API_PATHS,
+  deviceTokenClaims,
+  type CheckInRequest,
+  type CheckInResponse,
+  type DesiredRelease,
+  type UpdateReport,
+} from '@edge/formats';
 import { SignJWT } from 'jose';
 import type { DeviceIdentity } from './device-identity.js';
 
-export type UpdateStep =
-  'idle' | 'downloading' | 'applying' | 'verifying' | 'rebooting' | 'committed' | 'failed';
-
-export interface UpdateStatus {
-  state: UpdateStep;
-  targetVersion?: string;
-  progress?: number;
-  bytesDone?: number;
-  bytesTotal?: number;
-  reason?: string;
-}
-
-export interface CheckInReport {
-  board: string;
-  slot: 'a' | 'b';
-  firmwareHash: string;
-  version: string;
-  update: UpdateStatus;
-}
-
-export interface DesiredRelease {
-  version: string;
-  board: string;
-  imageTarget: string;
-}
-
-export interface CheckInAnswer {
-  desired: DesiredRelease | null;
-  checkInSeconds: number;
-}
+/** The device API's types, as the update server defines them (formats/src/device-api.ts). */
+export type UpdateStatus = UpdateReport;
+export type UpdateStep = UpdateReport['state'];
+export type CheckInReport = CheckInRequest;
+export type CheckInAnswer = CheckInResponse;
+export type { DesiredRelease };
 
 export class UpdateServerError extends Error {
   override name = 'UpdateServerError';
@@ -58,7 +42,7 @@ export class UpdateServerClient {
   ) {}
 
   async enroll(board: string): Promise<void> {
-    const response = await fetch(new URL('/api/v1/devices/enroll', this.baseUrl), {
+    const response = await fetch(new URL(DEVICE_API_PATHS.enroll, this.baseUrl), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
@@ -80,18 +64,21 @@ export class UpdateServerClient {
 
   async checkIn(report: CheckInReport): Promise<CheckInAnswer> {
     if (!this.#enrolled) await this.enroll(report.board);
-    return (await this.signedPost('/api/v1/device/check-in', report)) as CheckInAnswer;
+    return (await this.signedPost(DEVICE_API_PATHS.checkIn, report)) as CheckInAnswer;
   }
 
   async signedPost(path: string, body: unknown): Promise<unknown> {
     const text = JSON.stringify(body);
-    const bodySha256 = createHash('sha256').update(text).digest('base64url');
-    const token = await new SignJWT({ htm: 'POST', htu: path, bodySha256 })
-      .setProtectedHeader({ alg: 'EdDSA' })
-      .setSubject(this.identity.deviceId)
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .setJti(randomUUID())
+    const claims = deviceTokenClaims({
+      deviceId: this.identity.deviceId,
+      method: 'POST',
+      path,
+      body: text,
+      jti: randomUUID(),
+      lifetimeSeconds: 120,
+    });
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
       .sign(this.identity.privateKey);
     const response = await fetch(new URL(path, this.baseUrl), {
       method: 'POST',
