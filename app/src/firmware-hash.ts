@@ -23,8 +23,16 @@ export class FirmwareHash implements FirmwareHashSource {
   };
   readonly done: Promise<FirmwareHashState>;
 
-  constructor(slotPathSetting: string, cmdlinePath = '/proc/cmdline') {
-    this.done = this.#compute(slotPathSetting, cmdlinePath);
+  /**
+   * `after`: hashing reads the whole slot and keeps the CPU busy, so on a small device it
+   * waits until the server listens (a single-core device starts about twice as fast).
+   */
+  constructor(
+    slotPathSetting: string,
+    options: { cmdlinePath?: string; after?: Promise<unknown> } = {},
+  ) {
+    const { cmdlinePath = '/proc/cmdline', after = Promise.resolve() } = options;
+    this.done = after.then(() => this.#compute(slotPathSetting, cmdlinePath));
   }
 
   get current(): FirmwareHashState {

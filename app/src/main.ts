@@ -28,7 +28,10 @@ async function main(): Promise<void> {
     process.exit(EX_CONFIG);
   }
 
-  const firmwareHash = new FirmwareHash(config.firmware.slotPath);
+  let listening!: () => void;
+  const firmwareHash = new FirmwareHash(config.firmware.slotPath, {
+    after: new Promise<void>((resolve) => (listening = resolve)),
+  });
   const bootState = new BootState(config.boot);
   const downloadBucket = bandwidthBucket(
     config.ota.bandwidthBytesPerSecond,
@@ -55,6 +58,7 @@ async function main(): Promise<void> {
   }
 
   await app.listen({ host: config.server.host, port: config.server.port });
+  listening();
   if (!config.ota.serverUrl) {
     // No update agent: being up and ready is the health check that keeps this slot.
     bootState.commitIfTrial().then(

@@ -92,7 +92,7 @@ test('"auto" finds the running slot in the kernel command line', async (t) => {
   t.is(await rootDeviceFromCmdline(join(dir, 'b')), '/dev/disk/by-partuuid/4544474b-02');
   await t.throwsAsync(rootDeviceFromCmdline(join(dir, 'd')), { message: /neither a \/dev path/ });
   await t.throwsAsync(rootDeviceFromCmdline(join(dir, 'c')), { message: /no root= .*slotPath/ });
-  const failed = new FirmwareHash('auto', join(dir, 'c'));
+  const failed = new FirmwareHash('auto', { cmdlinePath: join(dir, 'c') });
   t.like(await failed.done, { state: 'failed' });
 });
 
