@@ -53,10 +53,14 @@ setenv ab_trial 0
 if test -n "${ab_try}"; then
   if test 0x${ab_tries} -lt 0x${ab_limit}; then
     setexpr ab_tries ${ab_tries} + 1
-    run ab_save
-    setenv ab_slot ${ab_try}
-    setenv ab_trial 1
-    echo "edge-boot: trying slot ${ab_try}, attempt ${ab_tries} of ${ab_limit}"
+    # An attempt that cannot be counted is not made: the trial could otherwise loop forever.
+    if run ab_save; then
+      setenv ab_slot ${ab_try}
+      setenv ab_trial 1
+      echo "edge-boot: trying slot ${ab_try}, attempt ${ab_tries} of ${ab_limit}"
+    else
+      echo "edge-boot: cannot save the attempt count: booting slot ${ab_good}"
+    fi
   else
     echo "edge-boot: slot ${ab_try} did not come up in ${ab_limit} attempts: back to slot ${ab_good}"
     setenv ab_failed ${ab_try}

@@ -101,6 +101,15 @@ export class AbStateStore {
     return next;
   }
 
+  /** Withdraws a trial that has not been booted yet: before its slot is written again. */
+  async cancelTrial(): Promise<AbState> {
+    const current = await this.read();
+    if (!current.trial) return current;
+    const next: AbState = { ...current, trial: undefined, attempts: 0 };
+    await this.write(next);
+    return next;
+  }
+
   /** Makes the slot on trial the committed one. */
   async commit(slot: SlotName): Promise<AbState> {
     const current = await this.read();

@@ -67,16 +67,6 @@ export async function writeAbState(disk: string, dir: string, state: AbState): P
  */
 export function writeDataFiles(disk: string, dir: string, files: Record<string, string>): void {
   const data = partitionsOf(disk)[3]!;
-  const image = join(dir, 'data.ext4');
-  execFileSync('dd', [
-    `if=${disk}`,
-    `of=${image}`,
-    'bs=1M',
-    `skip=${data.offset}`,
-    `count=${data.size}`,
-    'iflag=skip_bytes,count_bytes',
-    'status=none',
-  ]);
   const commands: string[] = [];
   for (const [path, content] of Object.entries(files)) {
     const host = join(dir, `data-file-${commands.length}`);
@@ -85,16 +75,14 @@ export function writeDataFiles(disk: string, dir: string, files: Record<string, 
     commands.push(`rm ${path}`, `write ${host} ${path}`);
   }
   writeFileSync(join(dir, 'data.debugfs'), `${commands.join('\n')}\n`);
-  execFileSync('debugfs', ['-w', '-f', join(dir, 'data.debugfs'), image], { stdio: 'pipe' });
-  execFileSync('dd', [
-    `if=${image}`,
-    `of=${disk}`,
-    'bs=1M',
-    `seek=${data.offset}`,
-    'oflag=seek_bytes',
-    'conv=notrunc',
-    'status=none',
-  ]);
+  // e2fsprogs opens a file system inside a disk image at an offset: no copy, no mount.
+  execFileSync(
+    'debugfs',
+    ['-w', '-f', join(dir, 'data.debugfs'), `${disk}?offset=${data.offset}`],
+    {
+      stdio: 'pipe',
+    },
+  );
 }
 
 function parentFolders(path: string): string[] {

@@ -53,7 +53,12 @@ export class OtaStateFile {
     }
   }
 
-  async save(state: OtaState): Promise<void> {
-    await writeFileAtomic(this.path, `${JSON.stringify(state, null, 1)}\n`);
+  #saving: Promise<void> = Promise.resolve();
+
+  /** Saves in call order: a slow older save never lands after a newer one. */
+  save(state: OtaState): Promise<void> {
+    const text = `${JSON.stringify(state, null, 1)}\n`;
+    this.#saving = this.#saving.catch(() => undefined).then(() => writeFileAtomic(this.path, text));
+    return this.#saving;
   }
 }

@@ -41,6 +41,9 @@ export class DownloadError extends Error {
   }
 }
 
+/** Statuses that say "not now" rather than "no": the download is retried later. */
+const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
 /** Durable progress: the partial file is synced every CHUNK bytes, and a resume drops any tail past the last sync. */
 export const CHUNK = 1 << 20;
 
@@ -95,9 +98,17 @@ async function fetchRemainder(options: DownloadOptions): Promise<void> {
   } else {
     offset = 0;
   }
-  const response = await fetch(file.url, { headers, signal: options.signal });
+  let response: Response;
+  try {
+    response = await fetch(file.url, { headers, signal: options.signal });
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    throw new DownloadError('INTERRUPTED', `${file.url}: ${(error as Error).message}`);
+  }
   if (response.status === 200) offset = 0;
-  else if (response.status !== 206) {
+  else if (TRANSIENT_STATUS.has(response.status)) {
+    throw new DownloadError('INTERRUPTED', `${file.url}: HTTP ${response.status}, to be retried`);
+  } else if (response.status !== 206) {
     throw new DownloadError('HTTP_STATUS', `${file.url}: HTTP ${response.status}`);
   } else if (!contentRangeStartsAt(response.headers.get('content-range'), offset)) {
     throw new DownloadError(

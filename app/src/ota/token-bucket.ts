@@ -56,6 +56,12 @@ export class TokenBucket {
 
   #refill(): void {
     const now = this.now();
+    if (this.#rate === Infinity) {
+      // No limit: a full bucket (0 x Infinity would make the count NaN).
+      this.#tokens = this.#burst;
+      this.#updatedAt = now;
+      return;
+    }
     this.#tokens = Math.min(
       this.#burst,
       this.#tokens + ((now - this.#updatedAt) / 1000) * this.#rate,

@@ -1,6 +1,6 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deltaTargetName, otherSlot, type SlotName } from '@edge/formats';
+import { DeltaError, deltaTargetName, otherSlot, type SlotName } from '@edge/formats';
 import type { BootState } from '../boot-state.js';
 import type { FirmwareHash } from '../firmware-hash.js';
 import type { Readiness } from '../readiness.js';
@@ -104,35 +104,40 @@ export class UpdateAgent {
     this.#timer.unref();
   }
 
-  /** After a boot: a trial of the pending update commits once healthy; a fallback is recorded. */
+  /**
+   * After a boot, the boot flags (kept by U-Boot) say how the pending update went: a trial of
+   * its slot commits once healthy; a slot U-Boot gave up on is recorded as failed; a slot
+   * committed already (a cut before the status was saved) is reported as committed.
+   */
   async settleAfterBoot(): Promise<void> {
     const booted = await this.deps.bootState.booted();
     const pending = this.#state.pending;
-    if (booted?.trial && pending && booted.slot === pending.standbySlot) {
-      const healthy = await this.#healthy();
-      if (!healthy) {
-        this.deps.log.error(
-          { slot: booted.slot },
-          'not healthy within the deadline: leaving the slot to the bootloader',
-        );
+    if (pending && booted) {
+      const flags = await this.deps.bootState.store.read();
+      const slot = pending.standbySlot;
+      if (booted.trial && booted.slot === slot && flags.trial === slot) {
+        if (!(await this.#healthy())) {
+          if (!this.#stopped) {
+            this.deps.log.error(
+              { slot },
+              'not healthy within the deadline: leaving the slot to the bootloader',
+            );
+          }
+          return;
+        }
+        await this.deps.bootState.commitIfTrial();
+        await this.#finish({ state: 'committed', targetVersion: pending.version });
+        this.deps.log.info({ version: pending.version, slot }, 'update committed');
         return;
       }
-      await this.deps.bootState.commitIfTrial();
-      await this.#finish({ state: 'committed', targetVersion: pending.version });
-      this.deps.log.info({ version: pending.version, slot: booted.slot }, 'update committed');
-      return;
-    }
-    if (
-      pending &&
-      this.#state.status.state === 'rebooting' &&
-      booted &&
-      booted.slot !== pending.standbySlot
-    ) {
-      const flags = await this.deps.bootState.store.read();
-      const reason = `slot ${pending.standbySlot} did not come up in ${flags.attemptLimit} attempts: the bootloader went back to slot ${booted.slot}`;
-      this.#state.failedVersions = [...new Set([...this.#state.failedVersions, pending.version])];
-      await this.#finish({ state: 'failed', targetVersion: pending.version, reason });
-      this.deps.log.error({ version: pending.version }, reason);
+      if (booted.slot === slot && flags.committed === slot) {
+        await this.#finish({ state: 'committed', targetVersion: pending.version });
+      } else if (booted.slot !== slot && flags.failedUpgrade === slot && !flags.trial) {
+        const reason = `slot ${slot} did not come up in ${flags.attemptLimit} attempts: the bootloader went back to slot ${booted.slot}`;
+        this.#state.failedVersions = addOnce(this.#state.failedVersions, pending.version);
+        await this.#finish({ state: 'failed', targetVersion: pending.version, reason });
+        this.deps.log.error({ version: pending.version }, reason);
+      }
     }
     // Not a trial of ours: nothing to commit, but the trial watchdog may stop waiting.
     if (await this.#healthy()) await this.deps.bootState.commitIfTrial();
@@ -173,6 +178,9 @@ export class UpdateAgent {
     if (!booted) throw new UpdateFailed('not booted by the edge boot script: no standby slot');
     const standbySlot = otherSlot(booted.slot);
     const standbyPath = deps.standbyPath(standbySlot, running.slotPath);
+    // A trial left on the standby slot (a reboot that never came) must not survive its rewrite.
+    const flags = await deps.bootState.store.read();
+    if (flags.trial === standbySlot) await deps.bootState.store.cancelTrial();
 
     await deps.tuf.refresh();
     const image = await deps.tuf.target(desired.imageTarget);
@@ -205,6 +213,7 @@ export class UpdateAgent {
     const downloaded = join(deps.downloadsDir, download.sha256);
     try {
       await mkdir(deps.downloadsDir, { recursive: true });
+      await checkFreeSpace(deps.downloadsDir, download.length);
       await downloadResumable({
         file: download,
         destination: downloaded,
@@ -239,19 +248,20 @@ export class UpdateAgent {
         throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
       }
     } catch (error) {
-      // A cut connection resumes at the next try. Anything else (bytes that do not match the
-      // signed target, a delta that will not apply or gives the wrong image) throws the file
-      // away, and a delta is not used again for this release: the next try takes the image.
-      if (error instanceof DownloadError && error.code === 'INTERRUPTED') throw error;
-      if (delta) this.#refuseDelta(desired.version);
-      await rm(downloaded, { force: true });
+      // Bytes that do not match the signed target, or a delta that will not apply or gives the
+      // wrong image: the file goes, and a delta is not used again for this release (the next
+      // try takes the image). Anything else (a cut connection, a full disk) is tried again.
+      if (isBadContent(error)) {
+        if (delta) this.#refuseDelta(desired.version);
+        await removeDownload(downloaded);
+      }
       throw error;
     }
-    await rm(downloaded, { force: true });
+    await removeDownload(downloaded);
 
     // Only now, with the standby slot verified, do the boot flags change.
-    await deps.bootState.store.startTrial(standbySlot);
     await this.#setStatus({ state: 'rebooting', targetVersion: desired.version });
+    await deps.bootState.store.startTrial(standbySlot);
     await this.#checkIn().catch(() => undefined);
     deps.log.info({ version: desired.version, slot: standbySlot }, 'rebooting into the new slot');
     await deps.reboot();
@@ -259,7 +269,7 @@ export class UpdateAgent {
 
   /** A delta that did not apply or verify is not fetched again: the next try takes the full image. */
   #refuseDelta(version: string): void {
-    this.#state.deltaRefusedVersions = [...new Set([...this.#state.deltaRefusedVersions, version])];
+    this.#state.deltaRefusedVersions = addOnce(this.#state.deltaRefusedVersions, version);
   }
 
   async #deltaFor(desired: DesiredRelease, runningHash: string): Promise<SignedTarget | undefined> {
@@ -330,5 +340,31 @@ export class UpdateAgent {
     this.#state.pending = undefined;
     await this.deps.stateFile.save(this.#state);
     await this.#checkIn().catch(() => undefined);
+  }
+}
+
+function addOnce(list: string[], item: string): string[] {
+  return list.includes(item) ? list : [...list, item];
+}
+
+/** Whether a failure says the bytes are wrong, as opposed to "not now". */
+function isBadContent(error: unknown): boolean {
+  if (error instanceof DownloadError)
+    return error.code === 'HASH_MISMATCH' || error.code === 'TOO_LONG';
+  return error instanceof DeltaError || error instanceof UpdateFailed;
+}
+
+async function removeDownload(path: string): Promise<void> {
+  await Promise.all(
+    [path, `${path}.part`, `${path}.part.json`].map((file) => rm(file, { force: true })),
+  );
+}
+
+/** A download that cannot fit on /data fails at once, with the figures, instead of filling it. */
+async function checkFreeSpace(dir: string, bytes: number): Promise<void> {
+  const stats = await statfs(dir);
+  const free = stats.bavail * stats.bsize;
+  if (free < bytes) {
+    throw new UpdateFailed(`${dir} has ${free} bytes free; the download needs ${bytes}`);
   }
 }

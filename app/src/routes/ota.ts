@@ -31,7 +31,14 @@ export const otaRoutes: FastifyPluginAsync = async (app) => {
   app.put<{ Body: { bytesPerSecond: number; burstBytes?: number } }>(
     '/api/v1/ota/bandwidth',
     { schema: { body: Bandwidth, response: { 200: Bandwidth } } },
-    (request) => {
+    (request, reply) => {
+      // Changing the limit is for the device's own tools (and the update server, later), not
+      // for whoever reaches port 8080.
+      if (!isLoopback(request.socket.remoteAddress)) {
+        return reply
+          .status(403)
+          .send({ statusCode: 403, code: 'FORBIDDEN', message: 'only from the device itself' });
+      }
       const { bytesPerSecond, burstBytes } = request.body;
       app.downloadBucket.setLimit(bytesPerSecond > 0 ? bytesPerSecond : Infinity, burstBytes);
       request.log.info(bandwidth(), 'download limit changed');
@@ -39,3 +46,7 @@ export const otaRoutes: FastifyPluginAsync = async (app) => {
     },
   );
 };
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHUNK, DownloadError, downloadResumable } from '../../src/ota/resumable-download.js';
@@ -65,10 +65,13 @@ test('a restart resumes from the partial file left on disk', async (t) => {
   await t.throwsAsync(downloadResumable({ file, destination, attempts: 1 }), {
     instanceOf: DownloadError,
   });
-  t.true(existsSync(`${destination}.part`));
+  // However much arrived before the cut (a reset may drop the last bytes in flight), the
+  // restart asks for the rest from the last whole chunk on disk.
+  const kept = statSync(`${destination}.part`).size;
+  t.true(kept >= CHUNK && kept <= 2 * CHUNK + 100, `kept ${kept} bytes`);
   await downloadResumable({ file, destination, attempts: 1 });
   t.is(sha256(readFileSync(destination)), sha256(content));
-  t.is(server.requests[1]?.range, `bytes=${2 * CHUNK}-`);
+  t.is(server.requests[1]?.range, `bytes=${Math.floor(kept / CHUNK) * CHUNK}-`);
 });
 
 test('a changed file on the server (ETag) starts the download over', async (t) => {

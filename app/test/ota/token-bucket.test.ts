@@ -57,3 +57,12 @@ test('take waits in real time, and an abort stops the wait', async (t) => {
   controller.abort(new Error('stopped'));
   await t.throwsAsync(waiting, { message: 'stopped' });
 });
+
+test('a limit set after running unlimited applies', (t) => {
+  const time = clock();
+  const bucket = new TokenBucket(Infinity, 1000, time.now);
+  t.is(bucket.reserve(10), 0);
+  bucket.setLimit(100);
+  time.advance(1);
+  t.is(bucket.reserve(5000), 40_000);
+});
