@@ -92,6 +92,17 @@ const pairs: Record<string, () => [Uint8Array, Uint8Array]> = {
   },
 };
 
+/** Each pair is made once per file: several tests read the same one. */
+const madePairs = new Map<string, [Uint8Array, Uint8Array]>();
+function pair(name: string): [Uint8Array, Uint8Array] {
+  let made = madePairs.get(name);
+  if (!made) {
+    made = pairs[name]!();
+    madePairs.set(name, made);
+  }
+  return made;
+}
+
 function writePair(dir: string, [old, neu]: [Uint8Array, Uint8Array]) {
   const oldPath = join(dir, 'old');
   const newPath = join(dir, 'new');
@@ -100,18 +111,34 @@ function writePair(dir: string, [old, neu]: [Uint8Array, Uint8Array]) {
   return { oldPath, newPath, old, neu };
 }
 
-for (const [name, make] of Object.entries(pairs)) {
+/** A pair in its own folder with the delta our generator makes of it, made once per file. */
+const deltas = new Map<string, ReturnType<typeof makeDelta>>();
+function deltaOf(name: string): ReturnType<typeof makeDelta> {
+  let delta = deltas.get(name);
+  if (!delta) {
+    delta = makeDelta(name);
+    deltas.set(name, delta);
+  }
+  return delta;
+}
+
+async function makeDelta(name: string) {
+  const dir = scratch();
+  const files = writePair(dir, pair(name));
+  const patch = join(dir, 'patch');
+  const phases: string[] = [];
+  const made = await makeBsdiff40Delta(files.oldPath, files.newPath, patch, {
+    onProgress: (p) => phases.push(p.phase),
+  });
+  return { ...files, dir, patch, made, phases };
+}
+
+for (const name of Object.keys(pairs)) {
   test(`round trip, ${name}: our delta rebuilds the new file with stock bspatch and with ours`, async (t) => {
-    const dir = scratch();
-    const { oldPath, newPath, neu } = writePair(dir, make());
-    const patch = join(dir, 'patch');
-    const progress: string[] = [];
-    const made = await makeBsdiff40Delta(oldPath, newPath, patch, {
-      onProgress: (p) => progress.push(p.phase),
-    });
+    const { dir, oldPath, neu, patch, made, phases } = await deltaOf(name);
     t.is(made.newSize, neu.length);
     t.is(made.patchSize, statSync(patch).size);
-    t.true(progress.includes('match'));
+    t.true(phases.includes('match'));
 
     execFileSync('bspatch', [oldPath, join(dir, 'by-bspatch'), patch]);
     t.is(sha256(readFileSync(join(dir, 'by-bspatch'))), sha256(neu), 'stock bspatch');
@@ -138,7 +165,7 @@ test('deltas from Debian bsdiff apply with our applier', async (t) => {
     'text edit',
   ]) {
     const dir = scratch();
-    const { oldPath, newPath, neu } = writePair(dir, pairs[name]!());
+    const { oldPath, newPath, neu } = writePair(dir, pair(name));
     const patch = join(dir, 'patch');
     execFileSync('bsdiff', [oldPath, newPath, patch]);
     await applyBsdiff40Delta({ oldPath, patchPath: patch, newPath: join(dir, 'out') });
@@ -147,20 +174,14 @@ test('deltas from Debian bsdiff apply with our applier', async (t) => {
 });
 
 test('the generator finds a shifted copy: the delta is small', async (t) => {
-  const dir = scratch();
-  const { oldPath, newPath } = writePair(dir, pairs['shifted by an insertion']!());
-  const patch = join(dir, 'patch');
-  const made = await makeBsdiff40Delta(oldPath, newPath, patch);
+  const { made } = await deltaOf('shifted by an insertion');
   // 4,873 new random bytes cannot compress; everything else is found in old.
   t.true(made.patchSize < 6_000, `patch is ${made.patchSize} bytes`);
 });
 
 test('the applier writes into an open file at an offset (a slot partition)', async (t) => {
-  const dir = scratch();
-  const { oldPath, newPath, neu } = writePair(dir, pairs['shifted by an insertion']!());
-  const patch = join(dir, 'patch');
-  await makeBsdiff40Delta(oldPath, newPath, patch);
-  const device = join(dir, 'device');
+  const { oldPath, neu, patch } = await deltaOf('shifted by an insertion');
+  const device = join(scratch(), 'device');
   const before = seeded(neu.length + 8192, 77);
   writeFileSync(device, before);
   const handle = await open(device, 'r+');
@@ -183,6 +204,18 @@ test('the applier writes into an open file at an offset (a slot partition)', asy
 
 // ---- the bzip2 reader ----
 
+/** Each input compressed by bzip2 at `level`: one process for all (bzip2 -k takes many files). */
+function bzip2Each(inputs: Uint8Array[], level = '-9'): Uint8Array[] {
+  const dir = scratch();
+  const files = inputs.map((input, index) => {
+    const file = join(dir, String(index));
+    writeFileSync(file, input);
+    return file;
+  });
+  execFileSync('bzip2', [level, '-k', ...files]);
+  return files.map((file) => new Uint8Array(readFileSync(`${file}.bz2`)));
+}
+
 test('the bzip2 reader decodes what bzip2 wrote, in any read sizes, across blocks', async (t) => {
   const dir = scratch();
   const inputs = {
@@ -193,9 +226,10 @@ test('the bzip2 reader decodes what bzip2 wrote, in any read sizes, across block
     empty: new Uint8Array(0),
     one: new Uint8Array([42]),
   };
-  for (const [name, data] of Object.entries(inputs)) {
-    for (const level of ['-1', '-9']) {
-      const compressed = execFileSync('bzip2', [level, '-c'], { input: data, maxBuffer: 1 << 28 });
+  for (const level of ['-1', '-9']) {
+    const streams = bzip2Each(Object.values(inputs), level);
+    for (const [index, [name, data]] of Object.entries(inputs).entries()) {
+      const compressed = streams[index]!;
       const path = join(dir, `${name}${level}.bz2`);
       writeFileSync(path, concat(seeded(13, 1), compressed, seeded(7, 2)));
       const handle = await open(path, 'r');
@@ -219,9 +253,6 @@ test('the bzip2 reader decodes what bzip2 wrote, in any read sizes, across block
 
 // ---- bad deltas ----
 
-const bzip2 = (data: Uint8Array) =>
-  new Uint8Array(execFileSync('bzip2', ['-9', '-c'], { input: data }));
-
 function offtout(value: number): Uint8Array {
   const bytes = new Uint8Array(8);
   let magnitude = Math.abs(value);
@@ -235,14 +266,17 @@ function offtout(value: number): Uint8Array {
 
 /** A patch built by hand from control triples, diff and extra bytes. */
 function handMadePatch(triples: number[][], diff: Uint8Array, extra: Uint8Array, newSize: number) {
-  const control = bzip2(concat(...triples.flat().map(offtout)));
-  const diffBlock = bzip2(diff);
+  const [control, diffBlock, extraBlock] = bzip2Each([
+    concat(...triples.flat().map(offtout)),
+    diff,
+    extra,
+  ]);
   const header = encodeBsdiff40Header({
-    controlLength: control.length,
-    diffLength: diffBlock.length,
+    controlLength: control!.length,
+    diffLength: diffBlock!.length,
     newSize,
   });
-  return concat(header, control, diffBlock, bzip2(extra));
+  return concat(header, control!, diffBlock!, extraBlock!);
 }
 
 async function refused(
@@ -309,17 +343,15 @@ test('header lengths past the end of the delta are refused', async (t) => {
 });
 
 test('a truncated delta is refused, at every cut', async (t) => {
-  const dir = scratch();
-  const { oldPath, newPath } = writePair(dir, pairs['text edit']!());
-  await makeBsdiff40Delta(oldPath, newPath, join(dir, 'patch'));
-  const whole = readFileSync(join(dir, 'patch'));
+  const { old, patch } = await deltaOf('text edit');
+  const whole = readFileSync(patch);
   for (const cut of [40, Math.floor(whole.length / 2), whole.length - 30, whole.length - 1]) {
     await refused(
       t,
       whole.subarray(0, cut),
       'TRUNCATED',
       /ends early|cut short|end at byte|in the middle of/,
-      readFileSync(oldPath),
+      old,
     );
   }
 });
@@ -397,14 +429,12 @@ test('a negative length in a control triple is refused', async (t) => {
 });
 
 test('a delta for another new size than expected is refused before anything is written', async (t) => {
-  const dir = scratch();
-  const { oldPath, newPath } = writePair(dir, pairs['zero runs']!());
-  await makeBsdiff40Delta(oldPath, newPath, join(dir, 'patch'));
+  const { oldPath, patch } = await deltaOf('zero runs');
   await t.throwsAsync(
     applyBsdiff40Delta({
       oldPath,
-      patchPath: join(dir, 'patch'),
-      newPath: join(dir, 'out'),
+      patchPath: patch,
+      newPath: join(scratch(), 'out'),
       newSize: 5,
     }),
     { instanceOf: DeltaError, message: /expected 5/ },

@@ -1,7 +1,16 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { readdir, readFile, truncate, writeFile, appendFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import {
+  appendFile,
+  copyFile,
+  cp,
+  readdir,
+  readFile,
+  rm,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { PublishError } from '../src/publish/errors.js';
 import {
@@ -23,11 +32,61 @@ import {
 // publish: checks first, deltas from the newest releases, one addTargets call; every refusal
 // leaves the repository byte for byte as it was.
 
-async function setUp(t: ExecutionContext) {
-  const repo = await newRepository(t);
+// mke2fs runs once per release for the file; each test gets its own copy (some cut or grow it).
+let pristineDir: Promise<string> | undefined;
+const pristine = new Map<string, Promise<string>>();
+test.after.always(async () => {
+  if (pristineDir) await rm(await pristineDir, { recursive: true, force: true });
+  const repo = await released?.catch(() => undefined);
+  if (repo) await rm(dirname(repo), { recursive: true, force: true });
+});
+
+function pristineImage(version: string): Promise<string> {
+  let made = pristine.get(version);
+  if (!made) {
+    made = (async () =>
+      ext4Image(await (pristineDir ??= tempDir(null, 'pristine')), `${version}.img`, {
+        'version.txt': `${version}\n`,
+      }))();
+    pristine.set(version, made);
+  }
+  return made;
+}
+
+/** 1.0.0 and 1.1.0 published, made once: each refusal test works on its own copy. */
+let released: Promise<string> | undefined;
+function releasedRepository(): Promise<string> {
+  released ??= (async () => {
+    const repo = await newRepository(null);
+    for (const version of ['1.0.0', '1.1.0']) {
+      await publishRelease({
+        repoDir: repo,
+        board: 'rpi4',
+        version,
+        imagePath: await pristineImage(version),
+        makeDelta: fakeDeltaMaker,
+      });
+    }
+    return repo;
+  })();
+  return released;
+}
+
+/** A new repository, or a copy of `copyOf`, with helpers that make images and publish. */
+async function setUp(t: ExecutionContext, copyOf?: string) {
+  let repo: string;
+  if (copyOf) {
+    repo = join(await tempDir(t, 'repo'), 'repo');
+    await cp(copyOf, repo, { recursive: true });
+  } else {
+    repo = await newRepository(t);
+  }
   const images = await tempDir(t, 'images');
-  const image = (version: string) =>
-    ext4Image(images, `${version}.img`, { 'version.txt': `${version}\n` });
+  const image = async (version: string) => {
+    const path = join(images, `${version}.img`);
+    await copyFile(await pristineImage(version), path);
+    return path;
+  };
   const publish = (version: string, imagePath: string, extra: Partial<PublishOptions> = {}) =>
     publishRelease({
       repoDir: repo,
@@ -172,9 +231,7 @@ const refusals: [
 
 for (const [what, code, attempt] of refusals) {
   test(`refused, repository unchanged: ${what}`, async (t) => {
-    const context = await setUp(t);
-    await context.publish('1.0.0', await context.image('1.0.0'));
-    await context.publish('1.1.0', await context.image('1.1.0'));
+    const context = await setUp(t, await releasedRepository());
     const before = await treeDigest(context.repo);
     const work = await tempDir(t, 'work');
     const error = await t.throwsAsync(

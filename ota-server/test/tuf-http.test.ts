@@ -259,7 +259,8 @@ test('tuf-js through the server finds, downloads and verifies a published image 
   t.truthy(image);
   t.like(image!.custom, { board: 'rpi4', version: '1.1.0', kind: 'image' });
   const downloaded = await updater.downloadTarget(image!, join(device, 'image'));
-  t.deepEqual(await readFile(downloaded), await readFile(v2));
+  // Hashes, not t.deepEqual: ava formats every byte of a 1 MiB Buffer to compare it.
+  t.is(sha256(await readFile(downloaded)), sha256(await readFile(v2)));
 
   const delta = await updater.getTargetInfo('rpi4/1.1.0/rootfs.from-1.0.0.bsdiff');
   t.like(delta!.custom, {

@@ -1,20 +1,23 @@
 import test from 'ava';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
   readdirSync,
   rmSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
 import { AbStateStore, sha256OfFile } from '@edge/formats';
+import { runCli } from '@edge/ota-server';
+import { freePort } from '../../../bench/lib/http-load.js';
 import { BootState } from '../../src/boot-state.js';
 import { loadConfig } from '../../src/config.js';
 import { FirmwareHash } from '../../src/firmware-hash.js';
@@ -22,17 +25,28 @@ import { bandwidthBucket, createUpdateAgent } from '../../src/ota/create-agent.j
 import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
 import { Readiness } from '../../src/readiness.js';
 
-// The update agent on file-backed slots against the real update server (its CLI) on 127.0.0.1.
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const OTA_SERVER = join(ROOT, 'ota-server/bin/ota-server.js');
+// The update agent on file-backed slots against the real update server on 127.0.0.1, set up
+// and served by ota-server's own command line, run in this process (its binary has its own
+// test): one fleet for the file, a new device for each test.
 const SLOT_BYTES = 16 * 1024 * 1024;
 const silentLog = { info: () => {}, warn: () => {}, error: () => {} };
 
-function otaServer(...args: string[]): string {
-  return execFileSync(process.execPath, [OTA_SERVER, ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** Runs an ota-server command in this process; a non-zero exit throws with what it printed. */
+async function otaServer(args: string[], stopSignal?: Promise<string>): Promise<string> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const sink = (chunks: Buffer[]) =>
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        chunks.push(chunk);
+        done();
+      },
+    });
+  const code = await runCli(args, { out: sink(out), err: sink(err), stopSignal });
+  if (code !== 0) {
+    throw new Error(`ota-server ${args[0]} exited with ${code}: ${Buffer.concat(err).toString()}`);
+  }
+  return Buffer.concat(out).toString();
 }
 
 /** An ext4 slot image of `SLOT_BYTES` whose app file differs by release. */
@@ -42,7 +56,7 @@ function slotImage(dir: string, version: string, app: Buffer): string {
   mkdirSync(join(tree, 'usr/lib/edge'), { recursive: true });
   writeFileSync(join(tree, 'etc/edge/release.json'), JSON.stringify({ version }));
   writeFileSync(join(tree, 'usr/lib/edge/edge-server.mjs'), app);
-  writeFileSync(join(tree, 'usr/lib/edge/runtime.bin'), randomBytesSeeded(4 * 1024 * 1024));
+  writeFileSync(join(tree, 'usr/lib/edge/runtime.bin'), runtimeBytes());
   const image = join(dir, `rootfs-${version}.ext4`);
   execFileSync(
     'mke2fs',
@@ -69,21 +83,22 @@ function slotImage(dir: string, version: string, app: Buffer): string {
   return image;
 }
 
-function randomBytesSeeded(length: number): Buffer {
-  const out = Buffer.alloc(length);
-  let block = createHash('sha256').update('runtime').digest();
-  for (let offset = 0; offset < length; offset += block.length) {
-    block.copy(out, offset);
-    block = createHash('sha256').update(block).digest();
-  }
-  return out;
+/** The same 4 MiB of incompressible bytes in every release: an AES-CTR keystream, seeded. */
+let runtime: Buffer | undefined;
+function runtimeBytes(): Buffer {
+  const seed = createHash('sha256').update('runtime').digest();
+  runtime ??= createCipheriv('aes-128-ctr', seed.subarray(0, 16), seed.subarray(16)).update(
+    Buffer.alloc(4 * 1024 * 1024),
+  );
+  return runtime;
 }
 
 interface Fleet {
   dir: string;
   repo: string;
   url: string;
-  server: ChildProcess;
+  /** Stops the server; resolves once it has closed. */
+  stop: () => Promise<void>;
   operatorTokenFile: string;
   fleetTokenFile: string;
   images: Record<string, { path: string; sha256: string }>;
@@ -92,7 +107,7 @@ interface Fleet {
 async function startFleet(): Promise<Fleet> {
   const dir = mkdtempSync(join(tmpdir(), 'edge-agent-'));
   const repo = join(dir, 'repo');
-  otaServer('init', '--repo', repo);
+  await otaServer(['init', '--repo', repo]);
   const app1 = randomBytes(300 * 1024);
   const app2 = Buffer.concat([
     app1.subarray(0, 100_000),
@@ -106,21 +121,22 @@ async function startFleet(): Promise<Fleet> {
   ] as const) {
     const path = slotImage(dir, version, app);
     images[version] = { path, sha256: await sha256OfFile(path) };
-    otaServer('publish', '--repo', repo, '--board', 'qemu', '--version', version, path);
+    await otaServer(['publish', '--repo', repo, '--board', 'qemu', '--version', version, path]);
   }
   const fleetTokenFile = join(dir, 'fleet-token');
   const operatorTokenFile = join(dir, 'operator-token');
   writeFileSync(fleetTokenFile, `${randomBytes(16).toString('hex')}\n`, { mode: 0o600 });
   writeFileSync(operatorTokenFile, `${randomBytes(16).toString('hex')}\n`, { mode: 0o600 });
-  const server = spawn(
-    process.execPath,
+  let stopServer: (signal: string) => void = () => {};
+  const stopSignal = new Promise<string>((resolve) => (stopServer = resolve));
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const serving = otaServer(
     [
-      OTA_SERVER,
       'serve',
       '--repo',
       repo,
       '--port',
-      '0',
+      url.split(':').at(-1)!,
       '--data',
       join(dir, 'server-data'),
       '--fleet-token-file',
@@ -129,19 +145,32 @@ async function startFleet(): Promise<Fleet> {
       operatorTokenFile,
       '--check-in-seconds',
       '5',
+      '--log-level',
+      'silent',
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    stopSignal,
   );
-  let url = '';
-  for await (const line of createInterface({ input: server.stdout })) {
-    const listening = /listening at (http:\/\/127\.0\.0\.1:\d+)/i.exec(line);
-    if (listening) {
-      url = listening[1]!;
-      break;
-    }
+  const stop = async () => {
+    stopServer('SIGTERM');
+    await serving;
+  };
+  // serve resolves only once stopped: if it ends before /readyz answers, it did not start.
+  let ended = false;
+  void serving.then(
+    () => (ended = true),
+    () => (ended = true),
+  );
+  const readyz = () =>
+    fetch(`${url}/readyz`).then(
+      (answer) => answer.ok,
+      () => false,
+    );
+  while (!ended && !(await readyz())) await new Promise((resolve) => setTimeout(resolve, 20));
+  if (ended) {
+    await serving;
+    throw new Error('the update server stopped as it started');
   }
-  if (!url) throw new Error('the update server did not start');
-  otaServer(
+  await otaServer([
     'rollout',
     'create',
     '--board',
@@ -154,8 +183,8 @@ async function startFleet(): Promise<Fleet> {
     url,
     '--operator-token-file',
     operatorTokenFile,
-  );
-  return { dir, repo, url, server, operatorTokenFile, fleetTokenFile, images };
+  ]);
+  return { dir, repo, url, stop, operatorTokenFile, fleetTokenFile, images };
 }
 
 interface Device {
@@ -171,12 +200,13 @@ interface Device {
 /** A device whose slots, boot partition, /proc/cmdline and /data are files in a folder. */
 async function makeDevice(fleet: Fleet): Promise<Device> {
   const dir = mkdtempSync(join(tmpdir(), 'edge-device-'));
+  scratchDirs.push(dir);
   const slots = { a: join(dir, 'slot-a'), b: join(dir, 'slot-b') };
-  writeFileSync(
-    slots.a,
-    Buffer.concat([readFileSync(fleet.images['1.0.0']!.path), Buffer.alloc(SLOT_BYTES)]),
-  );
-  writeFileSync(slots.b, Buffer.alloc(2 * SLOT_BYTES));
+  // Partitions twice the image's size; the zeros past what is written are holes, not writes.
+  copyFileSync(fleet.images['1.0.0']!.path, slots.a);
+  truncateSync(slots.a, 2 * SLOT_BYTES);
+  writeFileSync(slots.b, '');
+  truncateSync(slots.b, 2 * SLOT_BYTES);
   mkdirSync(join(dir, 'boot'));
   await new AbStateStore(join(dir, 'boot')).write({ committed: 'a', attempts: 0, attemptLimit: 3 });
   mkdirSync(join(dir, 'data'));
@@ -189,7 +219,7 @@ async function makeDevice(fleet: Fleet): Promise<Device> {
     async boot(slot, { trial = false } = {}) {
       // What the slot holds decides its release; the boot script decides the command line.
       const running = slots[slot];
-      const version = readVersion(running);
+      const version = await readVersion(running);
       writeFileSync(join(dir, 'release.json'), JSON.stringify({ version }));
       writeFileSync(
         join(dir, 'cmdline'),
@@ -227,12 +257,23 @@ async function makeDevice(fleet: Fleet): Promise<Device> {
   return device;
 }
 
+// One fleet (repository, two releases and their delta, server, roll-out) for the file's tests;
+// they run serially because one of them serves a tampered delta while it runs.
+let fleet: Fleet;
+const scratchDirs: string[] = [];
+test.before(async () => {
+  fleet = await startFleet();
+  scratchDirs.push(fleet.dir);
+});
+test.after.always(async () => {
+  await fleet?.stop();
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 /** The release a slot file holds, read the way the device would see it (by its image hash). */
-let knownImages: Fleet['images'] = {};
-function readVersion(slotFile: string): string {
-  const bytes = readFileSync(slotFile).subarray(0, SLOT_BYTES);
-  const sha = createHash('sha256').update(bytes).digest('hex');
-  const found = Object.entries(knownImages).find(([, image]) => image.sha256 === sha);
+async function readVersion(slotFile: string): Promise<string> {
+  const sha = await sha256OfFile(slotFile, SLOT_BYTES);
+  const found = Object.entries(fleet.images).find(([, image]) => image.sha256 === sha);
   if (!found) throw new Error(`${slotFile} holds no published image`);
   return found[0];
 }
@@ -255,9 +296,6 @@ async function deviceRecord(
 test.serial(
   'the device updates by delta into the standby slot, reboots, and commits after the reboot',
   async (t) => {
-    const fleet = await startFleet();
-    t.teardown(() => fleet.server.kill());
-    knownImages = fleet.images;
     const device = await makeDevice(fleet);
 
     const agent = await device.boot('a');
@@ -302,9 +340,6 @@ test.serial(
 test.serial(
   'a new slot that does not come up: the fallback is reported and the release not tried again',
   async (t) => {
-    const fleet = await startFleet();
-    t.teardown(() => fleet.server.kill());
-    knownImages = fleet.images;
     const device = await makeDevice(fleet);
     await (await device.boot('a')).cycle();
     t.true(existsSync(device.rebootMarker));
@@ -330,15 +365,15 @@ test.serial(
 test.serial(
   'a tampered delta is refused before a byte reaches the standby slot; the full image follows',
   async (t) => {
-    const fleet = await startFleet();
-    t.teardown(() => fleet.server.kill());
-    knownImages = fleet.images;
     const device = await makeDevice(fleet);
     const deltaDir = join(fleet.repo, 'targets', 'qemu', '1.1.0');
     const deltaFile = readdirSync(deltaDir).find((name) => name.endsWith('.bsdiff'))!;
-    const delta = readFileSync(join(deltaDir, deltaFile));
+    const original = readFileSync(join(deltaDir, deltaFile));
+    const delta = Buffer.from(original);
     delta.writeUInt8(delta.readUInt8(delta.length - 100) ^ 0x01, delta.length - 100);
     writeFileSync(join(deltaDir, deltaFile), delta);
+    // The fleet is shared: the served delta is whole again for whatever runs next.
+    t.teardown(() => writeFileSync(join(deltaDir, deltaFile), original));
     const standbyBefore = await sha256OfFile(device.slots.b);
 
     const agent = await device.boot('a');
