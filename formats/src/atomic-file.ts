@@ -45,6 +45,9 @@ export async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY);
   try {
     await handle.sync();
+  } catch (error) {
+    // Some file systems refuse fsync on a folder; their entries reach the disk with the file.
+    if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
   } finally {
     await handle.close();
   }

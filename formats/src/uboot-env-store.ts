@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { syncDirectory } from './atomic-file.js';
 import { UbootEnvError, decodeUbootEnv, encodeUbootEnv } from './uboot-env.js';
 
 /** The A/B state's two copies on the boot partition (DESIGN.md contract 2). */
@@ -208,14 +209,4 @@ async function writeInPlace(path: string, block: Buffer, exists: boolean): Promi
     await handle.close();
   }
   if (!exists) await syncDirectory(dirname(path));
-}
-
-/** A new file's directory entry must reach the disk too; some file systems refuse fsync on a folder. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync().catch(() => undefined);
-  } finally {
-    await handle.close();
-  }
 }
