@@ -67,6 +67,11 @@ trap 'rm -rf "$WORK"' EXIT
 step "edge server bundle"
 (cd "$ROOT" && node --import tsx app/build.ts) >&2
 
+step "Debian arm64 packages"
+apt_arm64_update
+KERNEL_DEB_PACKAGE=$(apt_arm64_resolve "$KERNEL_PACKAGE")
+mapfile -t DEBS < <(apt_arm64_download "$KERNEL_DEB_PACKAGE" $ROOTFS_PACKAGES $BOOT_PACKAGES)
+((${#DEBS[@]})) || die "no packages downloaded"
 # Everything the image is made from; an unchanged key means the images are up to date.
 inputs_key() {
   (
@@ -76,6 +81,7 @@ inputs_key() {
     find board bootloader scripts/build-image.sh scripts/lib -type f -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum
     sha256sum app/dist/edge-server.mjs
+    for deb in "${DEBS[@]}"; do basename "$deb"; done # a Debian update rebuilds too
   ) | sha256sum | cut -d' ' -f1
 }
 KEY=$(inputs_key)
@@ -84,11 +90,6 @@ if ((!FORCE)) && [[ -f $DEST/manifest.json ]] && grep -q "\"inputsKey\": \"$KEY\
   exit 0
 fi
 
-step "Debian arm64 packages"
-apt_arm64_update
-KERNEL_DEB_PACKAGE=$(apt_arm64_resolve "$KERNEL_PACKAGE")
-mapfile -t DEBS < <(apt_arm64_download "$KERNEL_DEB_PACKAGE" $ROOTFS_PACKAGES $BOOT_PACKAGES)
-((${#DEBS[@]})) || die "no packages downloaded"
 # The packages unpacked once into the cache, keyed by their content; read-only from here on.
 STAGE_KEY=$( (echo stage-v2; for deb in "${DEBS[@]}"; do basename "$deb"; done) | LC_ALL=C sort | sha256sum | cut -c1-16)
 STAGE=$CACHE/stage/$STAGE_KEY
@@ -196,7 +197,6 @@ ln -s /run/resolv.conf "$TREE/etc/resolv.conf"
 ln -s /run "$TREE/var/run"
 ln -s /tmp "$TREE/var/tmp"
 ln -s /data/log "$TREE/var/log"
-ln -s /bin/busybox "$TREE/sbin/init" 2>/dev/null || true
 pin_tree "$TREE"
 
 step "root slot image (ext4, ${SLOT_IMAGE_MIB} MiB)"

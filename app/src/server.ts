@@ -27,7 +27,7 @@ export interface ServerDeps {
   config: Config;
   firmwareHash: FirmwareHashSource;
   bootState: BootState;
-  /** Set later, once the agent is assembled (it needs the server's readiness). */
+  /** The update agent's download limit (the agent itself is set later: it needs readiness). */
   downloadBucket: TokenBucket;
 }
 
