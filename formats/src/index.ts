@@ -76,6 +76,7 @@ export {
   TargetNameError,
   deltaTargetName,
   imageTargetName,
+  targetFileRelativePath,
   targetNameOf,
   type DeltaTarget,
   type ImageTarget,

@@ -44,6 +44,15 @@ export function targetNameOf(target: ImageTarget | Omit<DeltaTarget, 'sourceSha2
     : deltaTargetName(target.board, target.version, target.sourceVersion);
 }
 
+/**
+ * Where a target lives with consistent snapshots: `<sha256>.<file name>` in the folders of its
+ * name. The server stores it there; tuf-js (and the device's own downloader) fetch it there.
+ */
+export function targetFileRelativePath(targetName: string, sha256: string): string {
+  const slash = targetName.lastIndexOf('/');
+  return `${targetName.slice(0, slash + 1)}${sha256}.${targetName.slice(slash + 1)}`;
+}
+
 function checkSegment(what: string, value: string): string {
   if (!SEGMENT.test(value) || value.includes('..')) {
     throw new TargetNameError(

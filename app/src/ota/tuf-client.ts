@@ -1,6 +1,6 @@
 import { copyFile, mkdir, rm, stat } from 'node:fs/promises';
-import { posix } from 'node:path';
 import { join } from 'node:path';
+import { targetFileRelativePath } from '@edge/formats';
 import { Updater } from 'tuf-js';
 
 /** A target as the signed metadata describes it, with the URL of its consistent-snapshot copy. */
@@ -52,10 +52,9 @@ export class TufClient {
     if (!info) return undefined;
     const sha256 = info.hashes.sha256;
     if (!sha256) throw new Error(`target ${name} has no sha256 hash`);
-    const consistentName = posix.join(posix.dirname(name), `${sha256}.${posix.basename(name)}`);
     return {
       name,
-      url: `${this.options.targetsUrl.replace(/\/$/, '')}/${consistentName}`,
+      url: `${this.options.targetsUrl.replace(/\/$/, '')}/${targetFileRelativePath(name, sha256)}`,
       length: info.length,
       sha256,
       custom: info.custom,

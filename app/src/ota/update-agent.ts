@@ -169,11 +169,7 @@ export class UpdateAgent {
   /** Installs the desired release into the standby slot and reboots into it. */
   async update(desired: DesiredRelease): Promise<void> {
     const { deps } = this;
-    const running = await deps.firmwareHash.done;
-    if (running.state !== 'known')
-      throw new UpdateFailed(
-        `the running slot's hash is not known: ${running.state === 'failed' ? running.reason : 'pending'}`,
-      );
+    const running = await this.#runningFirmware();
     const booted = await deps.bootState.booted();
     if (!booted) throw new UpdateFailed('not booted by the edge boot script: no standby slot');
     const standbySlot = otherSlot(booted.slot);
@@ -294,13 +290,18 @@ export class UpdateAgent {
     return false;
   }
 
-  async #checkIn(): Promise<CheckInAnswer> {
+  /** The running slot's path, length and hash, once known; an update cannot go without them. */
+  async #runningFirmware() {
     const running = await this.deps.firmwareHash.done;
     if (running.state !== 'known') {
-      throw new UpdateFailed(
-        `cannot check in: ${running.state === 'failed' ? running.reason : 'no firmware hash'}`,
-      );
+      const why = running.state === 'failed' ? running.reason : 'not computed';
+      throw new UpdateFailed(`the running slot's hash is unknown: ${why}`);
     }
+    return running;
+  }
+
+  async #checkIn(): Promise<CheckInAnswer> {
+    const running = await this.#runningFirmware();
     const booted = await this.deps.bootState.booted();
     return this.deps.client.checkIn({
       board: this.deps.release.board,

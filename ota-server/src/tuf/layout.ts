@@ -39,9 +39,5 @@ export function metadataFileName(role: RoleName, version: number): string {
   return role === 'timestamp' ? 'timestamp.json' : `${version}.${role}.json`;
 }
 
-/** Where a target is stored: `<sha256>.<file name>` in the folders of its name (tuf-js fetches that). */
-export function targetFileRelativePath(targetName: string, sha256: string): string {
-  const slash = targetName.lastIndexOf('/');
-  const folder = targetName.slice(0, slash + 1);
-  return `${folder}${sha256}.${targetName.slice(slash + 1)}`;
-}
+/** Where a target is stored (defined with the target names the device shares). */
+export { targetFileRelativePath } from '@edge/formats';
