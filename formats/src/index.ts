@@ -6,6 +6,7 @@ export {
   writeFileAtomic,
 } from './atomic-file.js';
 export {
+  ext4ImageLength,
   hashSlotImage,
   sha256OfFile,
   slotImageLength,

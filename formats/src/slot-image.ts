@@ -19,27 +19,33 @@ export interface SlotHashProgress {
  * Anything that is not ext4 counts as a whole.
  */
 export async function slotImageLength(path: string): Promise<number> {
+  return (await ext4ImageLength(path)) ?? (await storageLength(path));
+}
+
+/**
+ * The length an ext4 superblock at the start of `path` declares (block count x block size),
+ * or undefined when there is no ext4 superblock. A file shorter than that is refused.
+ */
+export async function ext4ImageLength(path: string): Promise<number | undefined> {
   const handle = await open(path, 'r');
   try {
     const superblock = Buffer.alloc(1024);
     const { bytesRead } = await handle.read(superblock, 0, 1024, EXT4_SUPERBLOCK_OFFSET);
-    const deviceLength = await lengthOf(handle);
-    if (bytesRead === 1024 && superblock.readUInt16LE(56) === EXT4_MAGIC) {
-      const blocksLo = superblock.readUInt32LE(4);
-      const logBlockSize = superblock.readUInt32LE(24);
-      const featureIncompat = superblock.readUInt32LE(96);
-      const is64bit = (featureIncompat & 0x80) !== 0;
-      const blocksHi = is64bit ? superblock.readUInt32LE(336) : 0;
-      const blocks = blocksHi * 2 ** 32 + blocksLo;
-      const length = blocks * 2 ** (10 + logBlockSize);
-      if (length > deviceLength) {
-        throw new Error(
-          `${path}: its ext4 superblock says ${length} bytes but it holds ${deviceLength}: truncated image`,
-        );
-      }
-      if (length > 0) return length;
+    if (bytesRead < 1024 || superblock.readUInt16LE(56) !== EXT4_MAGIC) return undefined;
+    const blocksLo = superblock.readUInt32LE(4);
+    const logBlockSize = superblock.readUInt32LE(24);
+    const featureIncompat = superblock.readUInt32LE(96);
+    const is64bit = (featureIncompat & 0x80) !== 0;
+    const blocksHi = is64bit ? superblock.readUInt32LE(336) : 0;
+    const length = (blocksHi * 2 ** 32 + blocksLo) * 2 ** (10 + logBlockSize);
+    if (length === 0) return undefined;
+    const available = await lengthOf(handle);
+    if (length > available) {
+      throw new Error(
+        `${path}: its ext4 superblock says ${length} bytes but it holds ${available}: truncated image`,
+      );
     }
-    return deviceLength;
+    return length;
   } finally {
     await handle.close();
   }

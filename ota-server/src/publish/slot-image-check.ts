@@ -1,10 +1,6 @@
-import { open, stat } from 'node:fs/promises';
-import { slotImageLength } from '@edge/formats';
+import { stat } from 'node:fs/promises';
+import { ext4ImageLength } from '@edge/formats';
 import { PublishError } from './errors.js';
-
-/** Where ext4 keeps its superblock magic: 1024 bytes in, then byte 56 of the superblock. */
-const EXT4_MAGIC_OFFSET = 1024 + 56;
-const EXT4_MAGIC = 0xef53;
 
 /**
  * Checks that a file is an ext4 slot image and nothing more: the superblock magic, every
@@ -14,24 +10,14 @@ const EXT4_MAGIC = 0xef53;
 export async function checkSlotImage(path: string): Promise<number> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile()) throw new PublishError('IMAGE_INVALID', `${path}: not a readable file`);
-  const magic = Buffer.alloc(2);
-  const handle = await open(path, 'r');
+  let length: number | undefined;
   try {
-    const { bytesRead } = await handle.read(magic, 0, 2, EXT4_MAGIC_OFFSET);
-    if (bytesRead < 2 || magic.readUInt16LE(0) !== EXT4_MAGIC) {
-      throw new PublishError(
-        'IMAGE_INVALID',
-        `${path}: not an ext4 slot image (no ext4 superblock magic at byte ${EXT4_MAGIC_OFFSET})`,
-      );
-    }
-  } finally {
-    await handle.close();
-  }
-  let length: number;
-  try {
-    length = await slotImageLength(path);
+    length = await ext4ImageLength(path);
   } catch (error) {
     throw new PublishError('IMAGE_INVALID', (error as Error).message);
+  }
+  if (length === undefined) {
+    throw new PublishError('IMAGE_INVALID', `${path}: not an ext4 slot image (no ext4 superblock)`);
   }
   if (length !== info.size) {
     throw new PublishError(
