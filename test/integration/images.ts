@@ -3,8 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RedundantEnvFile, abStateToEnv, type AbState } from '@edge/formats';
-import { copyDisk, partitionsOf, writeBootFile } from './disk-image.js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { AbStateStore, RedundantEnvFile, abStateToEnv, type AbState } from '@edge/formats';
+import { copyDisk, partitionsOf, readBootFile, writeBootFile } from './disk-image.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -108,4 +110,44 @@ export function editedSlotImage(
   writeFileSync(commands, `${edits.join('\n')}\n`);
   execFileSync('debugfs', ['-w', '-f', commands, image], { cwd: dir, stdio: 'pipe' });
   return image;
+}
+
+/** The A/B state on a disk's boot partition, read with the project's codec. */
+export async function readAbState(disk: string, dir: string): Promise<AbState> {
+  const folder = mkdtempSync(join(dir, 'abstate-'));
+  try {
+    for (const name of ['abstate1.env', 'abstate2.env']) {
+      writeFileSync(join(folder, name), readBootFile(disk, name));
+    }
+    return await new AbStateStore(folder).read();
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** SHA-256 of the first `length` bytes of a partition: the slot image written into it. */
+export async function partitionSha256(
+  disk: string,
+  number: number,
+  length: number,
+): Promise<string> {
+  const { offset } = partitionsOf(disk)[number - 1]!;
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(disk, { start: offset, end: offset + length - 1 })) {
+    hash.update(chunk as Buffer);
+  }
+  return hash.digest('hex');
+}
+
+/** A file of the data partition (p4), read with debugfs; undefined when it is not there. */
+export function readDataFile(disk: string, path: string): string | undefined {
+  const data = partitionsOf(disk)[3]!;
+  try {
+    return execFileSync('debugfs', ['-R', `cat ${path}`, `${disk}?offset=${data.offset}`], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch {
+    return undefined;
+  }
 }

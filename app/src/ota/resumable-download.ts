@@ -27,6 +27,8 @@ export interface DownloadOptions {
   /** Tries per call (each resumes where the last one stopped). */
   attempts?: number;
   retryDelayMs?: number;
+  /** A connection that brings no byte for this long is given up and resumed (default 30 s). */
+  stallTimeoutMs?: number;
 }
 
 export type DownloadErrorCode = 'TOO_LONG' | 'HASH_MISMATCH' | 'HTTP_STATUS' | 'INTERRUPTED';
@@ -98,13 +100,30 @@ async function fetchRemainder(options: DownloadOptions): Promise<void> {
   } else {
     offset = 0;
   }
-  let response: Response;
+  const stall = new StallGuard(options.stallTimeoutMs ?? 30_000);
+  const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
   try {
-    response = await fetch(file.url, { headers, signal: options.signal });
+    await fetchInto(options, offset, headers, signal, stall);
   } catch (error) {
-    if (options.signal?.aborted) throw error;
-    throw new DownloadError('INTERRUPTED', `${file.url}: ${(error as Error).message}`);
+    if (options.signal?.aborted || (error instanceof DownloadError && !stall.fired)) throw error;
+    const why = stall.fired ? stall.reason : (error as Error).message;
+    throw new DownloadError('INTERRUPTED', `${file.url}: ${why}`);
+  } finally {
+    stall.stop();
   }
+}
+
+async function fetchInto(
+  options: DownloadOptions,
+  resumeAt: number,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  stall: StallGuard,
+): Promise<void> {
+  const { file, destination } = options;
+  const partial = partialPath(destination);
+  let offset = resumeAt;
+  const response = await fetch(file.url, { headers, signal });
   if (response.status === 200) offset = 0;
   else if (TRANSIENT_STATUS.has(response.status)) {
     throw new DownloadError('INTERRUPTED', `${file.url}: HTTP ${response.status}, to be retried`);
@@ -133,7 +152,9 @@ async function fetchRemainder(options: DownloadOptions): Promise<void> {
           `${file.url}: the server sent more than the signed ${file.length} bytes`,
         );
       }
-      await options.bucket?.take(chunk.length, options.signal);
+      stall.pause(); // waiting for the bandwidth limit is not a dead link
+      await options.bucket?.take(chunk.length, signal);
+      stall.resume();
       await handle.write(chunk, 0, chunk.length, position);
       position += chunk.length;
       fetched += chunk.length;
@@ -151,11 +172,47 @@ async function fetchRemainder(options: DownloadOptions): Promise<void> {
         `${file.url}: connection ended at byte ${position} of ${file.length}`,
       );
     }
-  } catch (error) {
-    if (error instanceof DownloadError || options.signal?.aborted) throw error;
-    throw new DownloadError('INTERRUPTED', `${file.url}: ${(error as Error).message}`);
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Aborts a transfer that receives nothing for a while: a link that died without a reset
+ * (a radio gone, a NAT entry dropped) would otherwise hang the download for good.
+ */
+class StallGuard {
+  readonly #controller = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  fired = false;
+
+  constructor(private readonly ms: number) {
+    this.resume();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get reason(): string {
+    return `no data for ${this.ms / 1000} s: the connection is given up`;
+  }
+
+  /** Restarts the count: call it whenever bytes arrive. */
+  resume(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.fired = true;
+      this.#controller.abort(new Error(this.reason));
+    }, this.ms);
+  }
+
+  pause(): void {
+    clearTimeout(this.#timer);
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
   }
 }
 

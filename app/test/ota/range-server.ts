@@ -11,6 +11,8 @@ export interface RangeServer {
   /** Cut each response after this many body bytes (undefined: never). */
   cutAfter: (requestNumber: number) => number | undefined;
   extraBytes: number;
+  /** After a cut, keep the connection open and silent (a dead link) instead of closing it. */
+  stallOnCut: boolean;
   close(): Promise<void>;
 }
 
@@ -23,6 +25,7 @@ export async function startRangeServer(
     requests: [],
     cutAfter: () => undefined,
     extraBytes: 0,
+    stallOnCut: false,
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());
@@ -50,7 +53,9 @@ export async function startRangeServer(
       response.end(body);
       return;
     }
-    response.write(body.subarray(0, cut), () => response.destroy());
+    response.write(body.subarray(0, cut), () => {
+      if (!state.stallOnCut) response.destroy();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };

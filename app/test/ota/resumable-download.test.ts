@@ -53,6 +53,45 @@ test('connections cut at random offsets: the download resumes and fetches at mos
   }
 });
 
+test('a connection that goes silent (a dead link) is given up and the download resumes', async (t) => {
+  const content = randomBytes(3 * CHUNK);
+  const server = await startRangeServer(content);
+  t.teardown(async () => {
+    await server.close();
+  });
+  server.stallOnCut = true;
+  server.cutAfter = (n) => (n === 1 ? CHUNK + 4096 : undefined);
+  const destination = join(scratch(), 'delta');
+  await downloadResumable({
+    file: { url: server.url, length: content.length, sha256: sha256(content) },
+    destination,
+    retryDelayMs: 1,
+    stallTimeoutMs: 1000,
+  });
+  t.is(sha256(readFileSync(destination)), sha256(content));
+  t.is(server.requests.length, 2);
+  t.is(server.requests[1]!.range, `bytes=${CHUNK}-`);
+});
+
+test('waiting for the bandwidth limit is not taken for a dead link', async (t) => {
+  const content = randomBytes(48 * 1024);
+  const server = await startRangeServer(content);
+  t.teardown(async () => {
+    await server.close();
+  });
+  const destination = join(scratch(), 'delta');
+  // 48 KiB at 24 KiB/s with a small burst: each chunk the connection brings waits longer for
+  // the limit than the stall timeout would allow if the wait counted.
+  await downloadResumable({
+    file: { url: server.url, length: content.length, sha256: sha256(content) },
+    destination,
+    bucket: new TokenBucket(24 * 1024, 1024),
+    stallTimeoutMs: 400,
+    attempts: 1,
+  });
+  t.is(server.requests.length, 1);
+});
+
 test('a restart resumes from the partial file left on disk', async (t) => {
   const content = randomBytes(3 * CHUNK + 7);
   const server = await startRangeServer(content);

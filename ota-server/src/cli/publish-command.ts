@@ -5,7 +5,7 @@ import { integerOption, option, parseCommandArgs, requiredOption } from './args.
 import { formatBytes, line, ProgressPrinter, type CliIo } from './io.js';
 
 export const PUBLISH_USAGE =
-  'publish --repo DIR --board B --version V [--deltas N] [--work-dir DIR] IMAGE';
+  'publish --repo DIR --board B --version V [--deltas N | --delta-from V,V...] [--work-dir DIR] IMAGE';
 
 /** Publishes a slot image and its deltas, printing progress on stderr and the result on stdout. */
 export async function publishCommand(
@@ -20,6 +20,7 @@ export async function publishCommand(
       board: { type: 'string' },
       version: { type: 'string' },
       deltas: { type: 'string' },
+      'delta-from': { type: 'string' },
       'work-dir': { type: 'string' },
     },
     { min: 1, max: 1, names: 'IMAGE (the ext4 slot image to publish)' },
@@ -29,6 +30,10 @@ export async function publishCommand(
   const version = requiredOption(values, 'version', io.env);
   const deltaCount =
     integerOption(option(values, 'deltas', io.env), 'deltas', 0, 20) ?? DEFAULT_DELTA_COUNT;
+  const deltaFrom = option(values, 'delta-from', io.env)
+    ?.split(',')
+    .map((from) => from.trim())
+    .filter(Boolean);
   const imagePath = resolve(positionals[0]!);
   const workDir = option(values, 'work-dir', io.env, 'OTA_WORK_DIR');
   const printer = new ProgressPrinter(io.err);
@@ -39,6 +44,7 @@ export async function publishCommand(
     version,
     imagePath,
     deltaCount,
+    deltaFrom,
     makeDelta,
     workDir: workDir && resolve(workDir),
     onProgress: (event) => {

@@ -1,6 +1,11 @@
 /** Why publish refused; the message names the input and, where there is one, the fix. */
 export type PublishErrorCode =
-  'IMAGE_INVALID' | 'BOARD_INVALID' | 'VERSION_INVALID' | 'VERSION_NOT_NEWER' | 'DELTA_FAILED';
+  | 'IMAGE_INVALID'
+  | 'BOARD_INVALID'
+  | 'VERSION_INVALID'
+  | 'VERSION_NOT_NEWER'
+  | 'DELTA_SOURCE_UNKNOWN'
+  | 'DELTA_FAILED';
 
 export class PublishError extends Error {
   constructor(

@@ -39,6 +39,8 @@ export interface PublishOptions {
   imagePath: string;
   /** Deltas from this many of the board's newest releases (default 2). */
   deltaCount?: number;
+  /** Deltas from these published releases instead (the versions most of the fleet runs). */
+  deltaFrom?: string[];
   makeDelta?: DeltaMaker;
   /** Where deltas are made before they are added (default: the system's temp folder). */
   workDir?: string;
@@ -90,7 +92,18 @@ export async function publishRelease(options: PublishOptions): Promise<PublishRe
       `version ${version} is not newer than ${newest.version}, board ${board}'s newest release`,
     );
   }
-  const sources = previous.slice(0, Math.max(0, deltaCount));
+  const sources = options.deltaFrom
+    ? options.deltaFrom.map((from) => {
+        const source = previous.find((image) => image.version === from);
+        if (!source) {
+          throw new PublishError(
+            'DELTA_SOURCE_UNKNOWN',
+            `--delta-from ${from}: no such release of board ${board}`,
+          );
+        }
+        return source;
+      })
+    : previous.slice(0, Math.max(0, deltaCount));
   progress({ step: 'checked', imageBytes, previous: sources.map((image) => image.version) });
 
   const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'ota-publish-'));

@@ -1,0 +1,148 @@
+import test from 'ava';
+import { join } from 'node:path';
+import { BASE_RELEASES, scenarioFleet, timeline } from './update-scenarios.js';
+import { getJson } from './fleet.js';
+import { partitionSha256, readAbState, readDataFile, scratchDir, writeAbState } from './images.js';
+import type { OtaStatus } from './ota-watch.js';
+import { QemuDevice, freePort } from './qemu-device.js';
+
+/** Where an update is, as seen from outside: the agent's status, or U-Boot on the console. */
+type Phase = 'download' | 'patch' | 'verify' | 'flags' | 'first-boot' | 'done';
+const ORDER: Phase[] = ['download', 'patch', 'verify', 'flags', 'first-boot', 'done'];
+/** How many cuts each phase gets, and how long after entering it a cut may land (ms). */
+const PLAN: Array<{ phase: Phase; cuts: number; windowMs: number }> = [
+  { phase: 'download', cuts: 4, windowMs: 2500 },
+  { phase: 'patch', cuts: 4, windowMs: 25_000 },
+  { phase: 'verify', cuts: 3, windowMs: 9000 },
+  { phase: 'flags', cuts: 3, windowMs: 1500 },
+  { phase: 'first-boot', cuts: 6, windowMs: 15_000 },
+];
+const CUTS = PLAN.reduce((sum, { cuts }) => sum + cuts, 0);
+// Cuts during the first boot of the new slot count as attempts: leave room for them.
+const ATTEMPT_LIMIT = 15;
+
+/** A small seeded generator (mulberry32): the same seed, the same cuts. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let x = state;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function phaseOf(status: OtaStatus['status'] | undefined, version: string): Phase | undefined {
+  if (!status || status.targetVersion !== version) return undefined;
+  switch (status.state) {
+    case 'downloading':
+      return 'download';
+    case 'applying':
+      return 'patch';
+    case 'verifying':
+      return 'verify';
+    case 'rebooting':
+      return 'flags';
+    case 'committed':
+      return 'done';
+    default:
+      return undefined;
+  }
+}
+
+/** The phase the device is in now, if it says. */
+async function phaseNow(device: QemuDevice, version: string): Promise<Phase | undefined> {
+  // A trial boot of the new slot is U-Boot's business: its console says when one started.
+  if (/edge-boot: trying slot b, attempt/.test(device.console)) return 'first-boot';
+  const ota = await getJson<OtaStatus>(`${device.baseUrl}/api/v1/ota/status`);
+  return phaseOf(ota?.status, version);
+}
+
+/** Waits until the device is in `phase` (resolves true) or past it (false). */
+async function reach(device: QemuDevice, phase: Phase, version: string, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const now = await phaseNow(device, version);
+    if (now === phase) return true;
+    if (now && ORDER.indexOf(now) > ORDER.indexOf(phase)) return false;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`the device never got to ${phase}; console:\n${device.console.slice(-1500)}`);
+}
+
+test(`power cuts: ${CUTS} seeded cuts during download, patching, flag writing and first boot`, async (t) => {
+  const seed = Number(process.env.EDGE_POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const say = timeline(t);
+  say(`seed ${seed} (EDGE_POWER_CUT_SEED=${seed} repeats these cuts)`);
+  const next = random(seed);
+  const fleet = scenarioFleet(t);
+  const releases = fleet.prepare(BASE_RELEASES);
+  const [v1, v2] = [releases['1.0.0']!, releases['1.1.0']!];
+  const server = await fleet.startServer(await freePort());
+  t.teardown(() => server.stop());
+  server.rollout(v2.version);
+  const { dir, cleanup } = scratchDir('power-cut');
+  t.teardown(cleanup);
+  const disk = join(dir, 'disk.img');
+  // A slow link stretches the (3 KB) delta's download over a few seconds, so cuts can land in it.
+  fleet.provisionDisk(v1, disk, {
+    serverPort: server.port,
+    settings: {
+      EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: '1024',
+      EDGE_OTA_BANDWIDTH_BURST_BYTES: '256',
+    },
+    files: { '/keep.txt': `written before the update, seed ${seed}\n` },
+  });
+  await writeAbState(disk, dir, { committed: 'a', attempts: 0, attemptLimit: ATTEMPT_LIMIT });
+
+  let device = await QemuDevice.start({ disk });
+  t.teardown(() => device.stop());
+  const landed: Phase[] = [];
+  let carried = 0;
+  for (const { phase, cuts, windowMs } of PLAN) {
+    const planned = cuts + carried;
+    carried = 0;
+    for (let cut = 0; cut < planned; cut++) {
+      if (!(await reach(device, phase, v2.version, 240_000))) {
+        carried = planned - cut;
+        say(`past ${phase} already: ${carried} cuts go to the next phase`);
+        break;
+      }
+      const delay = Math.round(next() * windowMs);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      const at = (await phaseNow(device, v2.version)) ?? phase;
+      await device.powerCut();
+      landed.push(at);
+      say(`cut ${landed.length}: ${phase} + ${delay} ms, landed in ${at}`);
+
+      // What a cut may never leave: a trial flag on a slot that did not verify, or a
+      // committed slot other than the running one.
+      const flags = await readAbState(disk, dir);
+      t.is(flags.committed, 'a', `cut ${landed.length}: the committed slot changed`);
+      if (flags.trial === 'b') {
+        t.is(
+          await partitionSha256(disk, 3, v2.bytes),
+          v2.sha256,
+          `cut ${landed.length}: a trial of a slot that did not verify`,
+        );
+      }
+      device = await QemuDevice.start({ disk });
+    }
+  }
+  t.true(landed.length >= 20, `only ${landed.length} cuts landed`);
+  t.is(await partitionSha256(disk, 2, v1.bytes), v1.sha256, 'the running slot was written');
+
+  // Left alone, the device finishes the update.
+  const seen = await server.waitForDevice(
+    (checkIn) => checkIn.update.state === 'committed' && checkIn.version === v2.version,
+    300_000,
+  );
+  t.is(seen.firmwareHash, v2.sha256);
+  await device.stop();
+  t.like(await readAbState(disk, dir), { committed: 'b', trial: undefined });
+  t.is(readDataFile(disk, '/keep.txt'), `written before the update, seed ${seed}\n`);
+  say(
+    `${landed.length} cuts (${ORDER.map((phase) => `${landed.filter((p) => p === phase).length} ${phase}`).join(', ')}); update committed`,
+  );
+});
