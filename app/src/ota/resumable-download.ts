@@ -143,7 +143,6 @@ async function fetchInto(
   try {
     await handle.truncate(offset);
     let position = offset;
-    let unsynced = 0;
     if (!response.body) throw new DownloadError('INTERRUPTED', `${file.url}: no body`);
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
       if (position + chunk.length > file.length) {
@@ -155,14 +154,17 @@ async function fetchInto(
       stall.pause(); // waiting for the bandwidth limit is not a dead link
       await options.bucket?.take(chunk.length, signal);
       stall.resume();
-      await handle.write(chunk, 0, chunk.length, position);
-      position += chunk.length;
-      fetched += chunk.length;
-      unsynced += chunk.length;
-      if (unsynced >= CHUNK) {
-        await handle.datasync();
-        unsynced = 0;
+      // Synced at each CHUNK boundary before a byte past it is written, so that the size
+      // rounded down to a boundary (where a resume starts) never keeps unsynced bytes.
+      for (let start = 0; start < chunk.length;) {
+        const boundary = (Math.floor(position / CHUNK) + 1) * CHUNK;
+        const length = Math.min(chunk.length - start, boundary - position);
+        await handle.write(chunk, start, length, position);
+        position += length;
+        start += length;
+        if (position === boundary) await handle.datasync();
       }
+      fetched += chunk.length;
       options.onProgress?.({ bytesDone: position, bytesTotal: file.length, bytesFetched: fetched });
     }
     await handle.datasync();

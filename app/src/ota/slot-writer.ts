@@ -15,12 +15,13 @@ async function checkCapacity(standbyPath: string, length: number): Promise<void>
   const capacity = await storageLength(standbyPath).catch(() => Infinity);
   if (capacity < length) {
     throw new SlotWriteError(
-      `the standby slot ${standbyPath} holds ${capacity} bytes; the image needs ${length}`,
+      `the standby slot ${standbyPath} is too small: it holds ${capacity} bytes; the image needs ${length}`,
     );
   }
 }
 
-function explain(error: unknown, standbyPath: string): Error {
+/** A full standby slot (a file-backed one on a full filesystem) says so; other errors pass. */
+export function explainSlotWriteError(error: unknown, standbyPath: string): Error {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC') return new SlotWriteError(`the standby slot ${standbyPath} is full`);
   return error as Error;
@@ -55,7 +56,7 @@ export async function writeImageToSlot(options: {
     }
     await target.datasync();
   } catch (error) {
-    throw explain(error, standbyPath);
+    throw explainSlotWriteError(error, standbyPath);
   } finally {
     await Promise.all([source.close(), target.close()]);
   }
@@ -84,7 +85,7 @@ export async function applyDeltaToSlot(options: {
       onProgress: options.onProgress,
     });
   } catch (error) {
-    throw explain(error, options.standbyPath);
+    throw explainSlotWriteError(error, options.standbyPath);
   } finally {
     await target.close();
   }

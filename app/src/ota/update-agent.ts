@@ -186,6 +186,14 @@ export class UpdateAgent {
         `${desired.imageTarget} is signed for ${String(image.custom.board)} ${String(image.custom.version)}`,
       );
     }
+    // Killed while verifying or setting the flags: a standby slot that verifies is not rewritten.
+    if (this.#wroteSlot(desired.version, standbySlot)) {
+      await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
+      if (await slotMatches(standbyPath, image.length, image.sha256)) {
+        await this.#rebootInto(desired.version, standbySlot);
+        return;
+      }
+    }
     const deltaRefused = this.#state.deltaRefusedVersions.includes(desired.version);
     const delta = deltaRefused ? undefined : await this.#deltaFor(desired, running.hash);
     const pending: PendingUpdate = {
@@ -254,13 +262,26 @@ export class UpdateAgent {
       throw error;
     }
     await removeDownload(downloaded);
+    await this.#rebootInto(desired.version, standbySlot);
+  }
 
-    // Only now, with the standby slot verified, do the boot flags change.
-    await this.#setStatus({ state: 'rebooting', targetVersion: desired.version });
-    await deps.bootState.store.startTrial(standbySlot);
+  /** Only with the standby slot verified do the boot flags change. */
+  async #rebootInto(version: string, standbySlot: SlotName): Promise<void> {
+    await this.#setStatus({ state: 'rebooting', targetVersion: version });
+    await this.deps.bootState.store.startTrial(standbySlot);
     await this.#checkIn().catch(() => undefined);
-    deps.log.info({ version: desired.version, slot: standbySlot }, 'rebooting into the new slot');
-    await deps.reboot();
+    this.deps.log.info({ version, slot: standbySlot }, 'rebooting into the new slot');
+    await this.deps.reboot();
+  }
+
+  /** Whether the last run got as far as writing this release into this slot. */
+  #wroteSlot(version: string, standbySlot: SlotName): boolean {
+    const { pending, status } = this.#state;
+    return (
+      pending?.version === version &&
+      pending.standbySlot === standbySlot &&
+      (status.state === 'verifying' || status.state === 'rebooting')
+    );
   }
 
   /** A delta that did not apply or verify is not fetched again: the next try takes the full image. */

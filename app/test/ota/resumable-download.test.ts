@@ -1,6 +1,7 @@
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHUNK, DownloadError, downloadResumable } from '../../src/ota/resumable-download.js';
@@ -112,6 +113,44 @@ test('a restart resumes from the partial file left on disk', async (t) => {
   t.is(sha256(readFileSync(destination)), sha256(content));
   t.is(server.requests[1]?.range, `bytes=${Math.floor(kept / CHUNK) * CHUNK}-`);
 });
+
+test.serial(
+  'the partial file is synced at each chunk boundary, before a byte past it',
+  async (t) => {
+    const content = randomBytes(4 * CHUNK + 4321);
+    const server = await startRangeServer(content);
+    t.teardown(async () => {
+      await server.close();
+    });
+    // A cut at an odd offset: the resumed connection's pieces fall elsewhere than the first one's.
+    server.cutAfter = (n) => (n === 1 ? CHUNK + 54_321 : undefined);
+    // Every datasync of any file handle records the file's size when it is called.
+    const probe = await open(process.execPath, 'r');
+    const prototype = Object.getPrototypeOf(probe) as { datasync: FileHandle['datasync'] };
+    await probe.close();
+    const datasync = prototype.datasync;
+    const syncedAt: number[] = [];
+    prototype.datasync = async function (this: FileHandle) {
+      syncedAt.push((await this.stat()).size);
+      return datasync.call(this);
+    };
+    try {
+      await downloadResumable({
+        file: { url: server.url, length: content.length, sha256: sha256(content) },
+        destination: join(scratch(), 'image'),
+        retryDelayMs: 1,
+      });
+    } finally {
+      prototype.datasync = datasync;
+    }
+    t.is(server.requests.length, 2);
+    t.true(
+      syncedAt.every((size) => size % CHUNK === 0 || size === content.length),
+      `synced at ${syncedAt.join(', ')}`,
+    );
+    t.true(syncedAt.length >= 4, `synced at ${syncedAt.join(', ')}`);
+  },
+);
 
 test('a changed file on the server (ETag) starts the download over', async (t) => {
   const old = randomBytes(2 * CHUNK + 1);
