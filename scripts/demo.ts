@@ -50,7 +50,11 @@ async function main(): Promise<void> {
   const fleet = new Fleet(WORK, (line) => say(`  ${line}`));
   const releases = await phase(
     'images v1 and v2 (scripts/build-image.sh), published (v2 with a BSDIFF40 delta from v1)',
-    () => fleet.prepare(RELEASES.map((version) => ({ version }))),
+    () =>
+      fleet.prepare([
+        { version: RELEASES[0], deltaFrom: [] },
+        { version: RELEASES[1], deltaFrom: [RELEASES[0]] },
+      ]),
   );
   const [v1, v2] = [releases[RELEASES[0]]!, releases[RELEASES[1]]!];
   server = await phase(`update server on 127.0.0.1:${PORT}`, () => fleet.startServer(PORT));

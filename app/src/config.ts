@@ -72,6 +72,8 @@ export const ConfigSchema = Type.Object(
         /** Download limit in bytes a second (0: none), and the burst it may save up. */
         bandwidthBytesPerSecond: Type.Integer({ minimum: 0, default: 0 }),
         bandwidthBurstBytes: Type.Integer({ minimum: 1, default: 1 << 20 }),
+        /** A download connection silent this long is dropped and resumed (a dead link). */
+        stallTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 30 }),
         /** After an update, how long the new slot has to become healthy before it is left uncommitted. */
         healthDeadlineSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 90 }),
         rebootCommand: Type.String({ minLength: 1, default: 'reboot' }),

@@ -1,6 +1,15 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { copyDisk } from './disk-image.js';
@@ -17,8 +26,8 @@ export interface ReleaseSpec {
   version: string;
   /** debugfs commands applied to `from`'s slot image; `files` are written beside them first. */
   derived?: { from: string; edits: string[]; files?: Record<string, string | Buffer> };
-  /** Deltas from the board's N newest earlier releases (ota-server publish --deltas). */
-  deltas?: number;
+  /** Deltas from these earlier releases (ota-server publish --delta-from). */
+  deltaFrom: string[];
 }
 
 export interface Release {
@@ -84,8 +93,8 @@ export class Fleet {
         FLEET_BOARD,
         '--version',
         spec.version,
-        '--deltas',
-        String(spec.deltas ?? 2),
+        '--delta-from',
+        spec.deltaFrom.join(','),
         releases[spec.version]!.slotImage,
       );
     }
@@ -126,20 +135,37 @@ export class Fleet {
   ): Release {
     if (!from) throw new Error(`${version} is derived from a release listed after it`);
     const dir = join(this.workDir, 'images', version);
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
     const image = join(dir, 'rootfs.ext4');
-    copyDisk(from.slotImage, image);
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-    writeFileSync(join(dir, 'edits.debugfs'), `${edits.join('\n')}\n`);
-    // A fixed time makes the edited image the same bytes at every run, as a build is.
-    execFileSync('debugfs', ['-w', '-f', 'edits.debugfs', image], {
-      cwd: dir,
-      stdio: 'pipe',
-      env: { ...process.env, E2FSPROGS_FAKE_TIME: '1704067200' },
-    });
-    const bytes = from.bytes;
-    return { version, slotImage: image, sha256: sha256OfFileSync(image), bytes };
+    const key = createHash('sha256').update(from.sha256).update(JSON.stringify(edits));
+    for (const [name, content] of Object.entries(files)) key.update(name).update(content);
+    const inputs = key.digest('hex');
+    const made = join(dir, 'derived.json');
+    if (existsSync(made)) {
+      const previous = JSON.parse(readFileSync(made, 'utf8')) as { inputs: string; sha256: string };
+      if (previous.inputs === inputs) {
+        return { version, slotImage: image, sha256: previous.sha256, bytes: from.bytes };
+      }
+    }
+    // Made in a folder of its own, then renamed into place: a scenario never sees half of it.
+    const work = mkdtempSync(join(this.workDir, 'images', `.${version}-`));
+    try {
+      copyDisk(from.slotImage, join(work, 'rootfs.ext4'));
+      for (const [name, content] of Object.entries(files)) writeFileSync(join(work, name), content);
+      writeFileSync(join(work, 'edits.debugfs'), `${edits.join('\n')}\n`);
+      // A fixed time makes the edited image the same bytes at every run, as a build is.
+      execFileSync('debugfs', ['-w', '-f', 'edits.debugfs', 'rootfs.ext4'], {
+        cwd: work,
+        stdio: 'pipe',
+        env: { ...process.env, E2FSPROGS_FAKE_TIME: '1704067200' },
+      });
+      const sha256 = sha256OfFileSync(join(work, 'rootfs.ext4'));
+      writeFileSync(join(work, 'derived.json'), JSON.stringify({ inputs, sha256 }));
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(work, dir);
+      return { version, slotImage: image, sha256, bytes: from.bytes };
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   }
 
   /** The SHA-256 of the image published for a version (targets are stored by hash). */
@@ -151,7 +177,10 @@ export class Fleet {
   }
 
   /** An update server on 127.0.0.1:port, with a fresh fleet database. */
-  async startServer(port: number, checkInSeconds = 5): Promise<UpdateServer> {
+  async startServer(
+    port: number,
+    { repo = this.repo, checkInSeconds = 5 } = {},
+  ): Promise<UpdateServer> {
     const data = join(this.workDir, `server-data-${port}`);
     rmSync(data, { recursive: true, force: true });
     const child = spawn(
@@ -160,7 +189,7 @@ export class Fleet {
         OTA_SERVER,
         'serve',
         '--repo',
-        this.repo,
+        repo,
         '--host',
         '127.0.0.1',
         '--port',

@@ -1,4 +1,3 @@
-import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +12,7 @@ import {
   writeDataFiles,
 } from './images.js';
 import { QemuDevice } from './qemu-device.js';
+import { scenario } from './scenario.js';
 
 const images = builtImages();
 const BOOT_TO_READY_MS = 90_000;
@@ -39,7 +39,7 @@ async function withDevice<T>(disk: string, use: (device: QemuDevice) => Promise<
   }
 }
 
-test('slot A boots; the edge server answers with the slot image hash', async (t) => {
+scenario('slot A boots; the edge server answers with the slot image hash', 6, async (t) => {
   const { dir, cleanup } = scratchDir('boot-a');
   t.teardown(cleanup);
   const disk = freshDisk(images, dir);
@@ -55,84 +55,96 @@ test('slot A boots; the edge server answers with the slot image hash', async (t)
   });
 });
 
-test('a trial slot whose kernel panics falls back to the old slot after the boot limit', async (t) => {
-  const { dir, cleanup } = scratchDir('panic');
-  t.teardown(cleanup);
-  const disk = freshDisk(images, dir);
-  // An initramfs with no /init: the kernel panics ("No working init found") and panic=5 reboots.
-  const broken = editedSlotImage(
-    images,
-    dir,
-    'panic',
-    ['rm /boot/initrd.img', 'write empty.cpio /boot/initrd.img'],
-    {
-      'empty.cpio': Buffer.alloc(512),
-    },
-  );
-  writePartition(disk, 3, readFileSync(broken));
-  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
-  await withDevice(disk, async (device) => {
-    await device.waitForConsole(/slot b did not come up in 3 attempts: back to slot a/, 240_000);
-    t.is(device.console.match(/edge-boot: trying slot b, attempt/g)?.length, 3);
-    t.regex(device.console, /Kernel panic/);
-    t.like(await bootReport(device), {
-      slot: 'a',
-      trialBoot: false,
-      committed: 'a',
-      trial: null,
-      failedUpgrade: 'b',
+scenario(
+  'a trial slot whose kernel panics falls back to the old slot after the boot limit',
+  6,
+  async (t) => {
+    const { dir, cleanup } = scratchDir('panic');
+    t.teardown(cleanup);
+    const disk = freshDisk(images, dir);
+    // An initramfs with no /init: the kernel panics ("No working init found") and panic=5 reboots.
+    const broken = editedSlotImage(
+      images,
+      dir,
+      'panic',
+      ['rm /boot/initrd.img', 'write empty.cpio /boot/initrd.img'],
+      {
+        'empty.cpio': Buffer.alloc(512),
+      },
+    );
+    writePartition(disk, 3, readFileSync(broken));
+    await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
+    await withDevice(disk, async (device) => {
+      await device.waitForConsole(/slot b did not come up in 3 attempts: back to slot a/, 240_000);
+      t.is(device.console.match(/edge-boot: trying slot b, attempt/g)?.length, 3);
+      t.regex(device.console, /Kernel panic/);
+      t.like(await bootReport(device), {
+        slot: 'a',
+        trialBoot: false,
+        committed: 'a',
+        trial: null,
+        failedUpgrade: 'b',
+      });
     });
-  });
-});
+  },
+);
 
-test('a trial slot whose edge server never comes up is rebooted by the watchdog, then abandoned', async (t) => {
-  const { dir, cleanup } = scratchDir('unhealthy');
-  t.teardown(cleanup);
-  const disk = freshDisk(images, dir);
-  const broken = editedSlotImage(
-    images,
-    dir,
-    'unhealthy',
-    ['rm /usr/lib/edge/edge-server.mjs', 'write crash.mjs /usr/lib/edge/edge-server.mjs'],
-    { 'crash.mjs': "console.error('this release is broken'); process.exit(3);\n" },
-  );
-  writePartition(disk, 3, readFileSync(broken));
-  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 2 });
-  // A short trial deadline, set on the data partition as a test fleet would.
-  writeDataFiles(disk, dir, { '/edge/trial-deadline-seconds': '10\n' });
-  await withDevice(disk, async (device) => {
-    await device.waitForConsole(/slot b did not come up in 2 attempts: back to slot a/, 240_000);
-    t.regex(device.console, /edge-trial-watchdog: slot not committed within \d+s: rebooting/);
-    t.like(await bootReport(device), {
-      slot: 'a',
-      committed: 'a',
-      trial: null,
-      failedUpgrade: 'b',
+scenario(
+  'a trial slot whose edge server never comes up is rebooted by the watchdog, then abandoned',
+  6,
+  async (t) => {
+    const { dir, cleanup } = scratchDir('unhealthy');
+    t.teardown(cleanup);
+    const disk = freshDisk(images, dir);
+    const broken = editedSlotImage(
+      images,
+      dir,
+      'unhealthy',
+      ['rm /usr/lib/edge/edge-server.mjs', 'write crash.mjs /usr/lib/edge/edge-server.mjs'],
+      { 'crash.mjs': "console.error('this release is broken'); process.exit(3);\n" },
+    );
+    writePartition(disk, 3, readFileSync(broken));
+    await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 2 });
+    // A short trial deadline, set on the data partition as a test fleet would.
+    writeDataFiles(disk, dir, { '/edge/trial-deadline-seconds': '10\n' });
+    await withDevice(disk, async (device) => {
+      await device.waitForConsole(/slot b did not come up in 2 attempts: back to slot a/, 240_000);
+      t.regex(device.console, /edge-trial-watchdog: slot not committed within \d+s: rebooting/);
+      t.like(await bootReport(device), {
+        slot: 'a',
+        committed: 'a',
+        trial: null,
+        failedUpgrade: 'b',
+      });
     });
-  });
-});
+  },
+);
 
-test('a corrupt copy of the A/B state is skipped: the device boots the slot of the good copy', async (t) => {
-  const { dir, cleanup } = scratchDir('corrupt-copy');
-  t.teardown(cleanup);
-  const disk = freshDisk(images, dir);
-  writePartition(disk, 3, readFileSync(images.slotImage));
-  // Copy 1 says slot b; copy 2, one save newer, says slot a. A bad CRC on copy 2 leaves b.
-  const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
-  await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
-  await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
-  const corrupt = readFileSync(copies.paths[1]);
-  corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
-  writeFileSync(copies.paths[1], corrupt);
-  writeBootFile(disk, 'abstate1.env', copies.paths[0]);
-  writeBootFile(disk, 'abstate2.env', copies.paths[1]);
-  await withDevice(disk, async (device) => {
-    t.like(await bootReport(device), { slot: 'b', committed: 'b' });
-    t.regex(device.console, /A\/B state from abstate1\.env/);
-  });
-});
+scenario(
+  'a corrupt copy of the A/B state is skipped: the device boots the slot of the good copy',
+  6,
+  async (t) => {
+    const { dir, cleanup } = scratchDir('corrupt-copy');
+    t.teardown(cleanup);
+    const disk = freshDisk(images, dir);
+    writePartition(disk, 3, readFileSync(images.slotImage));
+    // Copy 1 says slot b; copy 2, one save newer, says slot a. A bad CRC on copy 2 leaves b.
+    const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
+    await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
+    await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
+    const corrupt = readFileSync(copies.paths[1]);
+    corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
+    writeFileSync(copies.paths[1], corrupt);
+    writeBootFile(disk, 'abstate1.env', copies.paths[0]);
+    writeBootFile(disk, 'abstate2.env', copies.paths[1]);
+    await withDevice(disk, async (device) => {
+      t.like(await bootReport(device), { slot: 'b', committed: 'b' });
+      t.regex(device.console, /A\/B state from abstate1\.env/);
+    });
+  },
+);
 
-test('the data partition keeps a file across a reboot and a change of slot', async (t) => {
+scenario('the data partition keeps a file across a reboot and a change of slot', 6, async (t) => {
   const { dir, cleanup } = scratchDir('data');
   t.teardown(cleanup);
   const disk = freshDisk(images, dir);

@@ -1,10 +1,10 @@
-import test from 'ava';
 import { join } from 'node:path';
-import { BASE_RELEASES, scenarioFleet, timeline } from './update-scenarios.js';
+import { prepareScenarioFleet } from './update-scenarios.js';
 import { getJson } from './fleet.js';
 import { partitionSha256, readAbState, readDataFile, scratchDir, writeAbState } from './images.js';
 import type { OtaStatus } from './ota-watch.js';
 import { QemuDevice, freePort } from './qemu-device.js';
+import { scenario } from './scenario.js';
 
 /** Where an update is, as seen from outside: the agent's status, or U-Boot on the console. */
 type Phase = 'download' | 'patch' | 'verify' | 'flags' | 'first-boot' | 'done';
@@ -71,78 +71,80 @@ async function reach(device: QemuDevice, phase: Phase, version: string, timeoutM
   throw new Error(`the device never got to ${phase}; console:\n${device.console.slice(-1500)}`);
 }
 
-test(`power cuts: ${CUTS} seeded cuts during download, patching, flag writing and first boot`, async (t) => {
-  const seed = Number(process.env.EDGE_POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  const say = timeline(t);
-  say(`seed ${seed} (EDGE_POWER_CUT_SEED=${seed} repeats these cuts)`);
-  const next = random(seed);
-  const fleet = scenarioFleet(t);
-  const releases = fleet.prepare(BASE_RELEASES);
-  const [v1, v2] = [releases['1.0.0']!, releases['1.1.0']!];
-  const server = await fleet.startServer(await freePort());
-  t.teardown(() => server.stop());
-  server.rollout(v2.version);
-  const { dir, cleanup } = scratchDir('power-cut');
-  t.teardown(cleanup);
-  const disk = join(dir, 'disk.img');
-  // A slow link stretches the (3 KB) delta's download over a few seconds, so cuts can land in it.
-  fleet.provisionDisk(v1, disk, {
-    serverPort: server.port,
-    settings: {
-      EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: '1024',
-      EDGE_OTA_BANDWIDTH_BURST_BYTES: '256',
-    },
-    files: { '/keep.txt': `written before the update, seed ${seed}\n` },
-  });
-  await writeAbState(disk, dir, { committed: 'a', attempts: 0, attemptLimit: ATTEMPT_LIMIT });
+scenario(
+  `power cuts: ${CUTS} seeded cuts during download, patching, flag writing and first boot`,
+  30,
+  async (t, say) => {
+    const seed = Number(process.env.EDGE_POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    say(`seed ${seed} (EDGE_POWER_CUT_SEED=${seed} repeats these cuts)`);
+    const next = random(seed);
+    const { fleet, releases } = prepareScenarioFleet(t);
+    const { v1, v2 } = releases;
+    const server = await fleet.startServer(await freePort());
+    t.teardown(() => server.stop());
+    server.rollout(v2.version);
+    const { dir, cleanup } = scratchDir('power-cut');
+    t.teardown(cleanup);
+    const disk = join(dir, 'disk.img');
+    // A slow link stretches the (3 KB) delta's download over a few seconds, so cuts can land in it.
+    fleet.provisionDisk(v1, disk, {
+      serverPort: server.port,
+      settings: {
+        EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: '1024',
+        EDGE_OTA_BANDWIDTH_BURST_BYTES: '256',
+      },
+      files: { '/keep.txt': `written before the update, seed ${seed}\n` },
+    });
+    await writeAbState(disk, dir, { committed: 'a', attempts: 0, attemptLimit: ATTEMPT_LIMIT });
 
-  let device = await QemuDevice.start({ disk });
-  t.teardown(() => device.stop());
-  const landed: Phase[] = [];
-  let carried = 0;
-  for (const { phase, cuts, windowMs } of PLAN) {
-    const planned = cuts + carried;
-    carried = 0;
-    for (let cut = 0; cut < planned; cut++) {
-      if (!(await reach(device, phase, v2.version, 240_000))) {
-        carried = planned - cut;
-        say(`past ${phase} already: ${carried} cuts go to the next phase`);
-        break;
-      }
-      const delay = Math.round(next() * windowMs);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      const at = (await phaseNow(device, v2.version)) ?? phase;
-      await device.powerCut();
-      landed.push(at);
-      say(`cut ${landed.length}: ${phase} + ${delay} ms, landed in ${at}`);
+    let device = await QemuDevice.start({ disk });
+    t.teardown(() => device.stop());
+    const landed: Phase[] = [];
+    let carried = 0;
+    for (const { phase, cuts, windowMs } of PLAN) {
+      const planned = cuts + carried;
+      carried = 0;
+      for (let cut = 0; cut < planned; cut++) {
+        if (!(await reach(device, phase, v2.version, 240_000))) {
+          carried = planned - cut;
+          say(`past ${phase} already: ${carried} cuts go to the next phase`);
+          break;
+        }
+        const delay = Math.round(next() * windowMs);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        const at = (await phaseNow(device, v2.version)) ?? phase;
+        await device.powerCut();
+        landed.push(at);
+        say(`cut ${landed.length}: ${phase} + ${delay} ms, landed in ${at}`);
 
-      // What a cut may never leave: a trial flag on a slot that did not verify, or a
-      // committed slot other than the running one.
-      const flags = await readAbState(disk, dir);
-      t.is(flags.committed, 'a', `cut ${landed.length}: the committed slot changed`);
-      if (flags.trial === 'b') {
-        t.is(
-          await partitionSha256(disk, 3, v2.bytes),
-          v2.sha256,
-          `cut ${landed.length}: a trial of a slot that did not verify`,
-        );
+        // What a cut may never leave: a trial flag on a slot that did not verify, or a
+        // committed slot other than the running one.
+        const flags = await readAbState(disk, dir);
+        t.is(flags.committed, 'a', `cut ${landed.length}: the committed slot changed`);
+        if (flags.trial === 'b') {
+          t.is(
+            await partitionSha256(disk, 3, v2.bytes),
+            v2.sha256,
+            `cut ${landed.length}: a trial of a slot that did not verify`,
+          );
+        }
+        device = await QemuDevice.start({ disk });
       }
-      device = await QemuDevice.start({ disk });
     }
-  }
-  t.true(landed.length >= 20, `only ${landed.length} cuts landed`);
-  t.is(await partitionSha256(disk, 2, v1.bytes), v1.sha256, 'the running slot was written');
+    t.true(landed.length >= 20, `only ${landed.length} cuts landed`);
+    t.is(await partitionSha256(disk, 2, v1.bytes), v1.sha256, 'the running slot was written');
 
-  // Left alone, the device finishes the update.
-  const seen = await server.waitForDevice(
-    (checkIn) => checkIn.update.state === 'committed' && checkIn.version === v2.version,
-    300_000,
-  );
-  t.is(seen.firmwareHash, v2.sha256);
-  await device.stop();
-  t.like(await readAbState(disk, dir), { committed: 'b', trial: undefined });
-  t.is(readDataFile(disk, '/keep.txt'), `written before the update, seed ${seed}\n`);
-  say(
-    `${landed.length} cuts (${ORDER.map((phase) => `${landed.filter((p) => p === phase).length} ${phase}`).join(', ')}); update committed`,
-  );
-});
+    // Left alone, the device finishes the update.
+    const seen = await server.waitForDevice(
+      (checkIn) => checkIn.update.state === 'committed' && checkIn.version === v2.version,
+      300_000,
+    );
+    t.is(seen.firmwareHash, v2.sha256);
+    await device.stop();
+    t.like(await readAbState(disk, dir), { committed: 'b', trial: undefined });
+    t.is(readDataFile(disk, '/keep.txt'), `written before the update, seed ${seed}\n`);
+    say(
+      `${landed.length} cuts (${ORDER.map((phase) => `${landed.filter((p) => p === phase).length} ${phase}`).join(', ')}); update committed`,
+    );
+  },
+);

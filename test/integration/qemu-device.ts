@@ -1,5 +1,8 @@
 import { spawn as ptySpawn, type IPty } from 'node-pty';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Stock U-Boot for the QEMU virt board, from Debian's u-boot-qemu. */
 export const QEMU_UBOOT = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
@@ -27,6 +30,8 @@ export class QemuDevice {
   #console = '';
   #exited: Promise<number> | undefined;
   #waiters = new Set<() => void>();
+  /** QEMU's human monitor, on a socket: the test's hand on the network cable. */
+  readonly #monitorDir = mkdtempSync(join(tmpdir(), 'edge-qemu-monitor-'));
 
   private constructor(
     private readonly options: QemuDeviceOptions,
@@ -61,7 +66,7 @@ export class QemuDevice {
       '-display',
       'none',
       '-monitor',
-      'none',
+      `unix:${join(this.#monitorDir, 'monitor.sock')},server=on,wait=off`,
       '-serial',
       'stdio',
       '-bios',
@@ -165,6 +170,17 @@ export class QemuDevice {
     );
   }
 
+  /** Plugs the network cable in or out (QEMU's `set_link`): connections stall, as on a dead link. */
+  async setLink(up: boolean): Promise<void> {
+    const socket = createConnection(join(this.#monitorDir, 'monitor.sock'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.end(`set_link net0 ${up ? 'on' : 'off'}\n`, () => resolve());
+      });
+    });
+  }
+
   /** Cuts the power: QEMU is killed on the spot. */
   async powerCut(): Promise<void> {
     this.#pty?.kill('SIGKILL');
@@ -181,6 +197,7 @@ export class QemuDevice {
     ]);
     if (exited === 'timeout') await this.powerCut();
     this.#pty = undefined;
+    rmSync(this.#monitorDir, { recursive: true, force: true });
   }
 }
 

@@ -1,9 +1,9 @@
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scratchDir } from './images.js';
+import { scenario } from './scenario.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -17,7 +17,7 @@ function build(out: string): { sha256: string; bytes: number } {
   return manifest.slotImage;
 }
 
-test('two builds from the same inputs give byte-identical slot images', (t) => {
+scenario('two builds from the same inputs give byte-identical slot images', 6, async (t) => {
   const { dir, cleanup } = scratchDir('repro');
   t.teardown(cleanup);
   const first = build(join(dir, 'first'));

@@ -1,15 +1,16 @@
-import test from 'ava';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './qemu-device.js';
+import { SCENARIO_FLEET_DIR } from './update-scenarios.js';
+import { scenario } from './scenario.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 // The demo is the update scenario as a fleet sees it: v1 boots, v2 is published and rolled
 // out, the device downloads the delta, patches slot B, reboots into it and commits; the run
 // ends only when the device's firmware hash is v2's.
-test('update: v1 updates itself by delta to v2 and commits (the demo)', async (t) => {
+scenario('update: v1 updates itself by delta to v2 and commits (the demo)', 15, async (t) => {
   const port = await freePort();
   const output: string[] = [];
   const demo = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/demo.ts')], {
@@ -17,7 +18,7 @@ test('update: v1 updates itself by delta to v2 and commits (the demo)', async (t
     env: {
       ...process.env,
       EDGE_DEMO_PORT: String(port),
-      EDGE_DEMO_DIR: join(ROOT, 'out', 'demo-test'),
+      EDGE_DEMO_DIR: SCENARIO_FLEET_DIR,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

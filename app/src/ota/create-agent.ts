@@ -53,6 +53,7 @@ export async function createUpdateAgent(
     downloadsDir: join(config.dataDir, 'downloads'),
     reboot: () => runCommand(config.rebootCommand),
     healthDeadlineMs: config.healthDeadlineSeconds * 1000,
+    downloadStallMs: config.stallTimeoutSeconds * 1000,
     checkInSeconds: config.checkInSeconds,
   });
 }

@@ -29,6 +29,8 @@ export interface DownloadOptions {
   retryDelayMs?: number;
   /** A connection that brings no byte for this long is given up and resumed (default 30 s). */
   stallTimeoutMs?: number;
+  /** Told of every interrupted try that will be resumed, and when. */
+  onRetry?: (error: Error, delayMs: number) => void;
 }
 
 export type DownloadErrorCode = 'TOO_LONG' | 'HASH_MISMATCH' | 'HTTP_STATUS' | 'INTERRUPTED';
@@ -67,9 +69,9 @@ export async function downloadResumable(options: DownloadOptions): Promise<void>
     } catch (error) {
       const retryable = !(error instanceof DownloadError) || error.code === 'INTERRUPTED';
       if (!retryable || attempt >= attempts || options.signal?.aborted) throw error;
-      await new Promise((resolve) =>
-        setTimeout(resolve, (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1)),
-      );
+      const delayMs = (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
+      options.onRetry?.(error as Error, delayMs);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
   const partial = partialPath(destination);

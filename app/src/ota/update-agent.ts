@@ -35,6 +35,8 @@ export interface UpdateAgentDeps {
   standbyPath: (slot: SlotName, runningPath: string) => string;
   bucket: TokenBucket;
   downloadsDir: string;
+  /** A download connection that brings nothing for this long is dropped and resumed. */
+  downloadStallMs?: number;
   reboot: () => Promise<void>;
   log: AgentLog;
   /** A trial slot that is not healthy within this long stays uncommitted, for U-Boot to undo. */
@@ -222,6 +224,9 @@ export class UpdateAgent {
         file: download,
         destination: downloaded,
         bucket: deps.bucket,
+        stallTimeoutMs: deps.downloadStallMs,
+        onRetry: (error, delayMs) =>
+          deps.log.warn({ reason: error.message, delayMs }, 'download interrupted: resuming'),
         onProgress: (progress) => this.#progress('downloading', desired.version, progress),
       });
       this.#state.lastDownload = { target: download.name, bytes: download.length };
