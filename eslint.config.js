@@ -3,7 +3,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'meta-edge/**', '.cache/**'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'meta-edge/**',
+      '.cache/**',
+      // AssemblyScript, not TypeScript: asc checks these (app/sdk/README.md).
+      'app/sdk/assembly/**',
+      'app/modules/*/assembly/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -80,7 +80,7 @@ inputs_key() {
     [[ -z $TUF_ROOT ]] || sha256sum <"$TUF_ROOT"
     find board bootloader scripts/build-image.sh scripts/lib -type f -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum
-    sha256sum app/dist/edge-server.mjs
+    sha256sum app/dist/edge-server.mjs app/dist/node-flags.mjs
     for deb in "${DEBS[@]}"; do basename "$deb"; done # a Debian update rebuilds too
   ) | sha256sum | cut -d' ' -f1
 }
@@ -186,6 +186,7 @@ install -m 0644 "$WORK/initrd.img" "$TREE/boot/initrd.img"
 copy_modules "$TREE" "$ROOT/board/common/rootfs/etc/modules"
 cp -a "$ROOT/board/common/rootfs/." "$TREE/"
 install -m 0644 "$ROOT/app/dist/edge-server.mjs" "$TREE/usr/lib/edge/edge-server.mjs"
+install -m 0644 "$ROOT/app/dist/node-flags.mjs" "$TREE/usr/lib/edge/node-flags.mjs"
 printf '{"version":"%s","kernel":"%s","node":"%s"}\n' "$VERSION" "$KERNEL_VERSION" "$NODE_VERSION" \
   >"$TREE/etc/edge/release.json"
 if [[ -n $OTA_URL ]]; then

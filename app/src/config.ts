@@ -80,6 +80,68 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /** The heap ceiling and memory pressure (app/src/runtime): see memory-budget.ts. */
+    memory: Type.Object(
+      {
+        /** The V8 old generation in MiB; 0 derives it from the cgroup limit or MemTotal. */
+        heapMiB: Type.Integer({ minimum: 0, maximum: 65_536, default: 0 }),
+        /** Where meminfo and the cgroup files are read: other roots are for tests. */
+        procRoot: Type.String({ minLength: 1, default: '/proc' }),
+        cgroupRoot: Type.String({ minLength: 1, default: '/sys/fs/cgroup' }),
+        pressureCheckMs: Milliseconds(1000, 'how often memory pressure is checked'),
+        /** Pressure starts at or above an enter threshold and ends below every exit threshold. */
+        usedEnterPercent: Type.Number({ minimum: 1, maximum: 100, default: 90 }),
+        usedExitPercent: Type.Number({ minimum: 1, maximum: 100, default: 80 }),
+        stallEnterPercent: Type.Number({ minimum: 0, maximum: 100, default: 20 }),
+        stallExitPercent: Type.Number({ minimum: 0, maximum: 100, default: 5 }),
+        heapEnterPercent: Type.Number({ minimum: 1, maximum: 100, default: 90 }),
+        heapExitPercent: Type.Number({ minimum: 1, maximum: 100, default: 75 }),
+        /** Retry-After of the 503 that non-essential routes answer under pressure. */
+        retryAfterSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 5 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** HTTPS (TLS 1.2+): off by default, plain HTTP/1.1. */
+    tls: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false }),
+        certFile: Type.String({ minLength: 1, default: '/data/edge/tls/cert.pem' }),
+        keyFile: Type.String({ minLength: 1, default: '/data/edge/tls/key.pem' }),
+        /** Offer HTTP/2 by ALPN beside HTTP/1.1. */
+        http2: Type.Boolean({ default: false }),
+        /** How often the files are checked for a new certificate (swapped without a restart). */
+        reloadCheckSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 30 }),
+        ticketKeyRotationHours: Type.Integer({ minimum: 1, maximum: 720, default: 12 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    /** The WASM module sandbox (app/src/sandbox): where modules come from, and device-wide ceilings. */
+    modules: Type.Object(
+      {
+        /** Loaded at start and on reloadFromDirectory(); an absent folder holds no modules. */
+        dir: Type.String({ minLength: 1, default: '/data/edge/apps/current/modules' }),
+        /** The bearer token of the module API; no file: changes are refused. */
+        apiTokenFile: Type.String({ minLength: 1, default: '/data/edge/api-token' }),
+        /** Where sensor paths are read from: "/" on a device, a folder in tests. */
+        sensorRoot: Type.String({ minLength: 1, default: '/' }),
+        /** Sensor paths (files or folders) any module may be granted; set in the config file. */
+        sensorAllow: Type.Array(Type.String({ pattern: '^/' }), {
+          default: ['/sys/class/hwmon', '/sys/class/thermal', '/sys/devices'],
+        }),
+        maxModules: Type.Integer({ minimum: 0, maximum: 1000, default: 16 }),
+        maxWasmBytes: Type.Integer({ minimum: 1024, default: 8 << 20 }),
+        /** Ceilings of every module's quotas. */
+        maxCpuMsPerCall: Type.Integer({ minimum: 1, maximum: 600_000, default: 1000 }),
+        maxMemoryBytes: Type.Integer({ minimum: 65536, default: 64 << 20 }),
+        maxHostCallsPerSecond: Type.Integer({ minimum: 1, default: 1000 }),
+        maxIoBytesPerSecond: Type.Integer({ minimum: 1, default: 1 << 20 }),
+        /** Consecutive failures (watchdog, crash) after which a module is marked failed. */
+        maxFailures: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+        /** The first restart's delay; each further one doubles it, up to 30 s. */
+        restartBackoffMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 200 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );

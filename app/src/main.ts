@@ -4,6 +4,8 @@ import { BootState } from './boot-state.js';
 import { FirmwareHash } from './firmware-hash.js';
 import { bandwidthBucket, createUpdateAgent } from './ota/create-agent.js';
 import { buildServer } from './server.js';
+import { ModuleRegistry } from './sandbox/module-registry.js';
+import { createUplinkSender } from './sandbox/uplink-sender.js';
 
 const EX_CONFIG = 78;
 
@@ -38,6 +40,11 @@ async function main(): Promise<void> {
     config.ota.bandwidthBurstBytes,
   );
   const app = await buildServer({ config, firmwareHash, bootState, downloadBucket });
+  app.modules = new ModuleRegistry(config.modules, {
+    log: app.log.child({ component: 'modules' }),
+    uplink: createUplinkSender(config.ota),
+    metricsRegistry: app.metricsRegistry,
+  });
   void firmwareHash.done.then((result) => {
     if (result.state === 'known') app.log.info({ firmware: result }, 'firmware hash known');
     else app.log.warn({ firmware: result }, 'firmware hash unavailable');
@@ -50,7 +57,7 @@ async function main(): Promise<void> {
       closing = true;
       app.log.info({ signal }, 'shutting down');
       const force = setTimeout(() => process.exit(1), 10_000).unref();
-      void Promise.all([app.updateAgent?.stop(), app.close()]).then(() => {
+      void Promise.all([app.updateAgent?.stop(), app.modules?.close(), app.close()]).then(() => {
         clearTimeout(force);
         process.exit(0);
       });
@@ -59,6 +66,11 @@ async function main(): Promise<void> {
 
   await app.listen({ host: config.server.host, port: config.server.port });
   listening();
+  // Modules load once the server answers: a broken module does not hold up the health check.
+  app.modules.reloadFromDirectory().then(
+    (report) => app.log.info({ modules: report }, 'modules loaded'),
+    (error: unknown) => app.log.error({ err: error }, 'cannot load modules'),
+  );
   if (!config.ota.serverUrl) {
     // No update agent: being up and ready is the health check that keeps this slot.
     bootState.commitIfTrial().then(

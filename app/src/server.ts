@@ -10,6 +10,10 @@ import { firmwareRoutes } from './routes/firmware.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { otaRoutes } from './routes/ota.js';
+import { modulesRoutes } from './routes/modules.js';
+import type { ModuleRegistry } from './sandbox/module-registry.js';
+import { runtimePlugin, type RuntimeDeps } from './runtime/runtime-plugin.js';
+import { TlsCertificates, transportOptions } from './runtime/tls.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,6 +22,8 @@ declare module 'fastify' {
     firmwareHash: FirmwareHashSource;
     bootState: BootState;
     updateAgent: UpdateAgent | undefined;
+    /** The WASM module sandbox; set by main.ts once the server exists (it needs the metrics). */
+    modules: ModuleRegistry | undefined;
     downloadBucket: TokenBucket;
     metricsRegistry: Registry;
   }
@@ -29,6 +35,8 @@ export interface ServerDeps {
   bootState: BootState;
   /** The update agent's download limit (the agent itself is set later: it needs readiness). */
   downloadBucket: TokenBucket;
+  /** Stand-ins for the kernel's memory figures (tests); the real ones otherwise. */
+  runtime?: Omit<RuntimeDeps, 'tls'>;
 }
 
 /** The edge server: composes the route plugins around shared services. */
@@ -37,11 +45,13 @@ export async function buildServer({
   firmwareHash,
   bootState,
   downloadBucket,
+  runtime,
 }: ServerDeps): Promise<FastifyInstance> {
+  const tls = config.tls.enabled ? new TlsCertificates(config.tls) : undefined;
   const app = Fastify({
     logger: { level: config.log.level },
     logController: new LogController({ disableRequestLogging: !config.log.requests }),
-    http2: false,
+    ...transportOptions(tls),
     requestTimeout: config.server.requestTimeoutMs,
     keepAliveTimeout: config.server.keepAliveTimeoutMs,
     connectionTimeout: config.server.requestTimeoutMs,
@@ -62,6 +72,7 @@ export async function buildServer({
   app.decorate('bootState', bootState);
   app.decorate('downloadBucket', downloadBucket);
   app.decorate('updateAgent', undefined);
+  app.decorate('modules', undefined);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
@@ -76,9 +87,11 @@ export async function buildServer({
   });
 
   await app.register(metricsRoutes);
+  await app.register(runtimePlugin, { ...runtime, tls });
   await app.register(healthRoutes);
   await app.register(firmwareRoutes);
   await app.register(otaRoutes);
+  await app.register(modulesRoutes);
   app.addHook('onReady', async () => readiness.satisfy('routes'));
   return app;
 }

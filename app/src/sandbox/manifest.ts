@@ -1,0 +1,93 @@
+import { createHash } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
+
+/** A module's manifest (manifest.json beside its .wasm); see /work/notes/wasm-abi.md. */
+export const ModuleName = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
+
+export const ModuleQuotas = Type.Object(
+  {
+    cpuMsPerCall: Type.Integer({ minimum: 1, default: 100 }),
+    memoryBytes: Type.Integer({ minimum: 65536, default: 16 << 20 }),
+    hostCallsPerSecond: Type.Integer({ minimum: 1, default: 200 }),
+    ioBytesPerSecond: Type.Integer({ minimum: 1, default: 65536 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type ModuleQuotas = Static<typeof ModuleQuotas>;
+
+export const ModuleManifest = Type.Object(
+  {
+    name: ModuleName,
+    version: Type.String({ minLength: 1, maxLength: 64 }),
+    wasm: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\\.wasm$' }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    wasi: Type.Boolean({ default: false }),
+    capabilities: Type.Object(
+      {
+        log: Type.Boolean({ default: false }),
+        sensors: Type.Array(Type.String({ pattern: '^/', maxLength: 256 }), {
+          maxItems: 64,
+          default: [],
+        }),
+        uplink: Type.Optional(
+          Type.Object(
+            { schema: Type.Record(Type.String(), Type.Unknown()) },
+            {
+              additionalProperties: false,
+            },
+          ),
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    quotas: ModuleQuotas,
+  },
+  { additionalProperties: false },
+);
+export type ModuleManifest = Static<typeof ModuleManifest>;
+
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
+
+// The manifest schema is ours and fixed; useDefaults fills the optional parts.
+const ajv = new Ajv({ useDefaults: true, allErrors: false, strict: false, validateSchema: false });
+const validateManifest = ajv.compile<ModuleManifest>(ModuleManifest);
+/** Uplink schemas are the module's: checked against the meta-schema and compiled once at load. */
+const schemaAjv = new Ajv({ strict: true, allErrors: false });
+
+/** Validates a parsed manifest (a copy: defaults are filled in); throws ManifestError with the first fault. */
+export function parseManifest(input: unknown): ModuleManifest {
+  const manifest = structuredClone(input);
+  if (!validateManifest(manifest)) {
+    const error = validateManifest.errors?.[0];
+    const where = error?.instancePath
+      ? error.instancePath.slice(1).replace(/\//g, '.')
+      : 'manifest';
+    const extra =
+      error?.keyword === 'additionalProperties'
+        ? ` (${(error.params as { additionalProperty: string }).additionalProperty})`
+        : '';
+    throw new ManifestError(`${where}: ${error?.message ?? 'is invalid'}${extra}`);
+  }
+  const schema = manifest.capabilities.uplink?.schema;
+  if (schema) {
+    try {
+      schemaAjv.compile(schema);
+    } catch (error) {
+      throw new ManifestError(`capabilities.uplink.schema: ${(error as Error).message}`);
+    }
+  }
+  return manifest;
+}
+
+/** Refuses a binary whose SHA-256 is not the manifest's. */
+export function checkSha256(manifest: ModuleManifest, wasm: Uint8Array): void {
+  const actual = createHash('sha256').update(wasm).digest('hex');
+  if (actual !== manifest.sha256) {
+    throw new ManifestError(
+      `sha256 mismatch: the manifest says ${manifest.sha256}, ${manifest.wasm} is ${actual}`,
+    );
+  }
+}

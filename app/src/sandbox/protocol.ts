@@ -1,0 +1,55 @@
+import type { LogLevel } from './wasm-abi.js';
+
+/** Messages between the server and a module's worker (module-instance.ts and module-worker.ts). */
+
+/** What a module may do: its capabilities within the device's, and its I/O quotas. */
+export interface ModulePolicy {
+  log: boolean;
+  sensors: string[];
+  deviceSensors: string[];
+  sensorRoot: string;
+  uplinkSchema: Record<string, unknown> | undefined;
+  /** False when the device has no update server to send uplinks to. */
+  uplinkConfigured: boolean;
+  hostCallsPerSecond: number;
+  ioBytesPerSecond: number;
+}
+
+export interface WorkerInit {
+  name: string;
+  module: WebAssembly.Module;
+  wasi: boolean;
+  /** The @wasmer/wasi library as a script, for WASI modules only. */
+  wasiSource: string | undefined;
+  policy: ModulePolicy;
+}
+
+export type CallInput =
+  { kind: 'args'; args: Array<number | string> } | { kind: 'bytes'; bytes: Uint8Array };
+
+export type ToWorker = { type: 'call'; id: number; exportName: string; input: CallInput };
+
+/** Host-function counters since the last report: sent with every answer. */
+export interface HostStats {
+  hostCalls: number;
+  refusedCalls: number;
+  refusedBytes: number;
+}
+
+export type CallOutcome =
+  | { ok: true; value: number | string | null }
+  | { ok: false; kind: 'trap' | 'bad-call'; message: string };
+
+export type FromWorker =
+  | { type: 'ready'; memoryBytes: number; stats: HostStats }
+  | { type: 'start-failed'; message: string }
+  | {
+      type: 'result';
+      id: number;
+      outcome: CallOutcome;
+      cpuMs: number;
+      memoryBytes: number;
+      stats: HostStats;
+    }
+  | { type: 'log'; level: LogLevel; text: string }
+  | { type: 'uplink'; payload: string };

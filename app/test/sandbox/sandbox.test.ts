@@ -1,0 +1,366 @@
+import test from 'ava';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import type { UplinkSink } from '../../src/sandbox/uplink-sender.js';
+import { EdgeError } from '../../src/sandbox/wasm-abi.js';
+import { failsWith, guestWat, manifestFor, testRegistry, wat } from './sandbox-helpers.js';
+
+// The module sandbox on its own (no HTTP): every module in its own worker, each test with its
+// own registry. The malicious modules must leave the registry and its other modules serving.
+
+const bytes = (text: string | Uint8Array) =>
+  ({
+    kind: 'bytes',
+    bytes: typeof text === 'string' ? new TextEncoder().encode(text) : text,
+  }) as const;
+const args = (...values: number[]) => ({ kind: 'args', args: values }) as const;
+const guest = wat(guestWat());
+const scratch = mkdtempSync(join(tmpdir(), 'edge-sandbox-'));
+test.after.always(() => rmSync(scratch, { recursive: true, force: true }));
+
+test('a module loads in its own worker and its exports are called', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const info = await registry.install(manifestFor('adder', guest), guest);
+  t.like(info, { name: 'adder', state: 'running', memoryMaxBytes: 2 * 65536, source: 'api' });
+  t.deepEqual(
+    info.exports.find((e) => e.name === 'add'),
+    {
+      name: 'add',
+      params: ['i32', 'i32'],
+      results: ['i32'],
+    },
+  );
+  t.like(await registry.call('adder', 'add', args(40, 2)), { value: 42 });
+  t.like(await registry.call('adder', 'wide', { kind: 'args', args: ['9007199254740993'] }), {
+    value: '18014398509481986',
+  });
+  await failsWith(t, registry.call('adder', 'add', args(1)), 'BAD_CALL');
+  await failsWith(t, registry.call('adder', 'nope', args()), 'EXPORT_NOT_FOUND');
+  await failsWith(t, registry.call('other', 'add', args(1, 2)), 'MODULE_NOT_FOUND');
+});
+
+test('refused at load: malformed binary, no memory maximum, huge table, unknown import, bad hash', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const refuse = async (wasm: Uint8Array, pattern: RegExp, overrides = {}) => {
+    const error = await failsWith(
+      t,
+      registry.install(manifestFor('bad', wasm, overrides), wasm),
+      'MODULE_REFUSED',
+    );
+    t.regex(error?.message ?? '', pattern);
+  };
+  await refuse(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 5, 99]), /malformed binary/);
+  await refuse(new TextEncoder().encode('MZ not wasm'), /not a WebAssembly binary/);
+  await refuse(wat('(module (memory (export "memory") 1))'), /declares no maximum/);
+  await refuse(wat('(module (memory (export "memory") 1 65536))'), /over quotas\.memoryBytes/);
+  await refuse(wat('(module (memory 1 1))'), /export it as "memory"/);
+  await refuse(
+    wat('(module (memory (export "memory") 1 1) (table 10000000 funcref))'),
+    /table of 10000000\.\.unbounded/,
+  );
+  await refuse(
+    wat('(module (import "env" "system" (func (param i32))) (memory (export "memory") 1 1))'),
+    /imports env\.system, which the host does not provide/,
+  );
+  await refuse(
+    wat('(module (import "env" "edge_log" (func (param i64))) (memory (export "memory") 1 1))'),
+    /imports env\.edge_log as \(i64\) -> \(\)/,
+  );
+  await refuse(
+    wat(
+      '(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1 1))',
+    ),
+    /"wasi": true/,
+  );
+  await refuse(guest, /sha256 mismatch/, { sha256: '0'.repeat(64) });
+  await refuse(guest, /quotas\.cpuMsPerCall 5000 is over the device's ceiling 1000/, {
+    quotas: { cpuMsPerCall: 5000 },
+  });
+  await refuse(guest, /name: must match pattern/, { name: '../etc' });
+  t.deepEqual(registry.list(), []);
+});
+
+test('an infinite loop is stopped by the watchdog; the module restarts, then is marked failed', async (t) => {
+  const registry = testRegistry({ maxFailures: 2 });
+  t.teardown(() => registry.close());
+  const quotas = { cpuMsPerCall: 50, memoryBytes: 1 << 20 };
+  await registry.install(manifestFor('looper', guest, { quotas }), guest);
+  await registry.install(manifestFor('bystander', guest), guest);
+  const started = performance.now();
+  await failsWith(t, registry.call('looper', 'spin', args()), 'MODULE_CPU_QUOTA');
+  t.true(performance.now() - started < 1000, 'stopped near its quota');
+  t.like(await registry.call('bystander', 'add', args(1, 2)), { value: 3 });
+  // Calls queue while it restarts, then run on the new worker.
+  t.like(await registry.call('looper', 'add', args(2, 2)), { value: 4 });
+  t.like(registry.info('looper'), { restarts: 1, state: 'running' });
+  // A success resets the count: two failures in a row now mark it failed.
+  await failsWith(t, registry.call('looper', 'spin', args()), 'MODULE_CPU_QUOTA');
+  await failsWith(t, registry.call('looper', 'spin', args()), 'MODULE_CPU_QUOTA');
+  t.like(registry.info('looper'), { state: 'failed' });
+  await failsWith(t, registry.call('looper', 'add', args(1, 1)), 'MODULE_FAILED');
+  t.like(await registry.call('bystander', 'add', args(1, 2)), { value: 3 });
+  const metrics = new Registry();
+  registry.metrics.registerIn(metrics);
+  const text = await metrics.metrics();
+  t.regex(text, /edge_module_quota_refusals_total\{module="looper",quota="cpu"\} 3/);
+  t.regex(text, /edge_module_restarts_total\{module="looper"\} 2/);
+});
+
+test('a memory.grow bomb stops at the declared maximum; deep recursion and traps are contained', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const quotas = { cpuMsPerCall: 1000, memoryBytes: 1 << 20 };
+  await registry.install(manifestFor('bomb', guest, { quotas }), guest);
+  t.like(
+    await registry.call('bomb', 'grow_bomb', args()),
+    { value: 1 },
+    'one page up to the maximum of 2',
+  );
+  t.like(registry.info('bomb'), { memoryBytes: 2 * 65536 });
+  await failsWith(t, registry.call('bomb', 'recurse', args(0)), 'MODULE_TRAP', /call stack/);
+  await failsWith(t, registry.call('bomb', 'trap', args()), 'MODULE_TRAP', /unreachable/);
+  t.like(await registry.call('bomb', 'add', args(2, 3)), { value: 5 }, 'still serving');
+  t.like(registry.info('bomb'), { restarts: 0, state: 'running' });
+});
+
+test('edge_log: UTF-8 only, at most 1024 bytes, pointers inside memory, rate-limited', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  await registry.install(manifestFor('logger', guest, { quotas: { cpuMsPerCall: 1000 } }), guest);
+  t.like(await registry.call('logger', 'log', bytes('héllo')), { value: 0 });
+  t.like(await registry.call('logger', 'log', bytes(new Uint8Array([0x68, 0xff, 0xfe]))), {
+    value: EdgeError.EUTF8,
+  });
+  t.like(await registry.call('logger', 'log', bytes('x'.repeat(1025))), {
+    value: EdgeError.ETOOBIG,
+  });
+  t.like(await registry.call('logger', 'log_level', args(7)), { value: EdgeError.EINVAL });
+  for (const [ptr, len] of [
+    [131072, 1],
+    [131000, 1000],
+    [-1, 4],
+    [0, -1],
+    [2147483647, 2147483647],
+  ] as const) {
+    t.like(await registry.call('logger', 'sensor_into', args(ptr, len)), {
+      value: EdgeError.EDENIED,
+    });
+    // "log" takes (ptr, len): the same pointers through the args path.
+    t.like(
+      await registry.call('logger', 'log', args(ptr, len)),
+      { value: EdgeError.EINVAL },
+      `${ptr}, ${len}`,
+    );
+  }
+  const flood = await registry.call('logger', 'flood', args(20_000));
+  t.true((flood.value as number) > 19_000, `refused ${flood.value} of 20000`);
+  t.like(await registry.call('logger', 'add', args(1, 1)), { value: 2 });
+  const said = registry.log.lines.filter((line) => line.message !== 'module loaded');
+  t.is(said[0]?.message, 'héllo');
+  t.true(said.length < 500, `the flood did not reach the log (${said.length} lines)`);
+});
+
+test('get_sensor: whitelists, "..", symlink escapes and bounded reads', async (t) => {
+  const root = join(scratch, 'sysfs');
+  const hwmon = join(root, 'sys/class/hwmon/hwmon0');
+  mkdirSync(hwmon, { recursive: true });
+  mkdirSync(join(root, 'secret'), { recursive: true });
+  writeFileSync(join(hwmon, 'temp1_input'), '42000\n');
+  writeFileSync(join(hwmon, 'temp2_input'), '43000\n');
+  writeFileSync(join(root, 'secret/key'), 'do not read');
+  writeFileSync(join(scratch, 'outside'), 'outside the root');
+  symlinkSync(join(root, 'secret/key'), join(hwmon, 'temp3_input'));
+  symlinkSync(join(scratch, 'outside'), join(hwmon, 'temp4_input'));
+  mkdirSync(join(hwmon, 'dir'));
+  const registry = testRegistry({ sensorRoot: root, sensorAllow: ['/sys/class/hwmon'] });
+  t.teardown(() => registry.close());
+  const capabilities = { log: true, sensors: ['/sys/class/hwmon/hwmon0', '/secret'] };
+  await registry.install(manifestFor('sensors', guest, { capabilities }), guest);
+  const read = async (path: string) =>
+    (await registry.call('sensors', 'sensor', bytes(path))).value;
+  t.is(await read('/sys/class/hwmon/hwmon0/temp1_input'), 6);
+  t.like(await registry.call('sensors', 'byte', args(0)), { value: '4'.charCodeAt(0) });
+  t.is(await read('/secret/key'), EdgeError.EDENIED, 'the module may, the device may not');
+  t.is(await read('/sys/class/hwmon/hwmon0/../../../../secret/key'), EdgeError.EDENIED);
+  t.is(await read('/sys/class/hwmon/hwmon0/./temp1_input'), EdgeError.EDENIED);
+  t.is(await read('/sys/class/hwmon/hwmon0//temp1_input'), EdgeError.EDENIED);
+  t.is(await read('sys/class/hwmon/hwmon0/temp1_input'), EdgeError.EDENIED);
+  t.is(
+    await read('/sys/class/hwmon/hwmon0/temp3_input'),
+    EdgeError.EDENIED,
+    'symlink out of the whitelist',
+  );
+  t.is(
+    await read('/sys/class/hwmon/hwmon0/temp4_input'),
+    EdgeError.EDENIED,
+    'symlink out of the root',
+  );
+  t.is(await read('/sys/class/hwmon/hwmon0/dir'), EdgeError.EIO);
+  t.is(await read('/sys/class/hwmon/hwmon0/none'), EdgeError.EIO);
+  t.is(await read(`/sys/class/hwmon/hwmon0/${'a'.repeat(300)}`), EdgeError.ETOOBIG);
+  t.like(await registry.call('sensors', 'sensor', bytes(new Uint8Array([0x2f, 0xc3]))), {
+    value: EdgeError.EUTF8,
+  });
+  // Another module without the capability.
+  await registry.install(manifestFor('blind', guest), guest);
+  t.like(await registry.call('blind', 'sensor', bytes('/sys/class/hwmon/hwmon0/temp1_input')), {
+    value: EdgeError.EDENIED,
+  });
+});
+
+test('post_uplink: JSON passing the module schema goes to the sink; the rest is refused', async (t) => {
+  const sent: Array<[string, string]> = [];
+  const uplink: UplinkSink = { send: (module, payload) => sent.push([module, payload]) };
+  const registry = testRegistry({}, { uplink });
+  t.teardown(() => registry.close());
+  const schema = {
+    type: 'object',
+    properties: { temperature: { type: 'number' } },
+    required: ['temperature'],
+    additionalProperties: false,
+  };
+  await registry.install(
+    manifestFor('reporter', guest, { capabilities: { uplink: { schema } } }),
+    guest,
+  );
+  const post = async (text: string) =>
+    (await registry.call('reporter', 'uplink', bytes(text))).value;
+  t.is(await post('{"temperature": 41.5}'), 0);
+  t.is(await post('{"temperature": "hot"}'), EdgeError.ESCHEMA);
+  t.is(await post('{"temperature": 1, "extra": true}'), EdgeError.ESCHEMA);
+  t.is(await post('{"temperature": '), EdgeError.ESCHEMA);
+  t.is(await post(`{"temperature": 1, "pad": "${'x'.repeat(17000)}"}`), EdgeError.ETOOBIG);
+  t.deepEqual(sent, [['reporter', '{"temperature": 41.5}']]);
+  await registry.install(manifestFor('mute', guest), guest);
+  t.like(await registry.call('mute', 'uplink', bytes('{}')), { value: EdgeError.EDENIED });
+  const unconfigured = testRegistry();
+  t.teardown(() => unconfigured.close());
+  await unconfigured.install(
+    manifestFor('reporter', guest, { capabilities: { uplink: { schema } } }),
+    guest,
+  );
+  t.like(await unconfigured.call('reporter', 'uplink', bytes('{"temperature": 1}')), {
+    value: EdgeError.EIO,
+  });
+  const badSchema = manifestFor('odd', guest, {
+    capabilities: { uplink: { schema: { type: 'wat' } } },
+  });
+  await failsWith(t, registry.install(badSchema, guest), 'MODULE_REFUSED', /uplink\.schema/);
+});
+
+test('a replacement swaps atomically: calls in flight finish on the old one; a failed one changes nothing', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const v1 = wat(guestWat({ version: 1 }));
+  const v2 = wat(guestWat({ version: 2 }));
+  const broken = wat(guestWat({ version: 3, init: '(unreachable)' }));
+  await registry.install(manifestFor('swap', v1, { quotas: { cpuMsPerCall: 1000 } }), v1);
+  const inFlight = registry.call('swap', 'busy', args(2_000_000));
+  const queued = registry.call('swap', 'version', args());
+  const replaced = await registry.install(manifestFor('swap', v2, { version: '2.0.0' }), v2);
+  t.like(replaced, { version: '2.0.0' });
+  t.like(await registry.call('swap', 'version', args()), { value: 2 });
+  t.like(await inFlight, { value: 1 });
+  t.like(await queued, { value: 1 });
+  await failsWith(
+    t,
+    registry.install(manifestFor('swap', broken, { version: '3.0.0' }), broken),
+    'MODULE_START_FAILED',
+    /unreachable/,
+  );
+  t.like(registry.info('swap'), { version: '2.0.0', state: 'running' });
+  t.like(await registry.call('swap', 'version', args()), { value: 2 });
+  t.true(await registry.remove('swap'));
+  await failsWith(t, registry.call('swap', 'version', args()), 'MODULE_NOT_FOUND');
+});
+
+test('modules load from the folder; a reload applies changes and removals; no folder is no modules', async (t) => {
+  const dir = join(scratch, 'modules');
+  const put = (name: string, wasm: Uint8Array, overrides = {}) => {
+    mkdirSync(join(dir, name), { recursive: true });
+    writeFileSync(join(dir, name, `${name}.wasm`), wasm);
+    writeFileSync(
+      join(dir, name, 'manifest.json'),
+      JSON.stringify(manifestFor(name, wasm, overrides)),
+    );
+  };
+  const registry = testRegistry({ dir });
+  t.teardown(() => registry.close());
+  t.deepEqual(await registry.reloadFromDirectory(), {
+    loaded: [],
+    unchanged: [],
+    removed: [],
+    refused: [],
+  });
+  put('one', guest);
+  put('two', guest);
+  put('broken', wat('(module (memory (export "memory") 1))'));
+  const first = await registry.reloadFromDirectory();
+  t.deepEqual(first.loaded, ['one', 'two']);
+  t.is(first.refused[0]?.name, 'broken');
+  t.regex(first.refused[0]?.reason ?? '', /no maximum/);
+  rmSync(join(dir, 'two'), { recursive: true });
+  rmSync(join(dir, 'broken'), { recursive: true });
+  const v2 = wat(guestWat({ version: 2 }));
+  put('one', v2);
+  t.deepEqual(await registry.reloadFromDirectory(), {
+    loaded: ['one'],
+    unchanged: [],
+    removed: ['two'],
+    refused: [],
+  });
+  t.like(await registry.call('one', 'version', args()), { value: 2 });
+  t.deepEqual((await registry.reloadFromDirectory()).unchanged, ['one']);
+});
+
+test('modules are refused, saying why, when the address space has no room for another wasm memory', async (t) => {
+  const registry = testRegistry(
+    {},
+    {
+      addressSpace: () => ({
+        limitBytes: 8 * 1024 ** 3,
+        limitSource: 'RLIMIT_AS (ulimit -v) 8589934592 bytes',
+        usedBytes: 1024 ** 3,
+      }),
+    },
+  );
+  t.teardown(() => registry.close());
+  const error = await failsWith(
+    t,
+    registry.install(manifestFor('big', guest), guest),
+    'MODULE_NO_ROOM',
+  );
+  t.regex(
+    error?.message ?? '',
+    /V8 reserves about 10\.0 GiB per memory, and 7\.0 GiB of the RLIMIT_AS/,
+  );
+  const few = testRegistry({ maxModules: 1 });
+  t.teardown(() => few.close());
+  await few.install(manifestFor('first', guest), guest);
+  await failsWith(
+    t,
+    few.install(manifestFor('second', guest), guest),
+    'MODULE_NO_ROOM',
+    /modules\.maxModules/,
+  );
+});
+
+test('a WASI module runs with an in-memory file system; its stdout goes to the log', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const wasm = wat(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1 1)
+    (data (i32.const 16) "hello from wasi\\n")
+    (func (export "hello") (result i32)
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 16))
+      (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))`);
+  await registry.install(manifestFor('wasi-hello', wasm, { wasi: true }), wasm);
+  t.like(await registry.call('wasi-hello', 'hello', args()), { value: 0 });
+  t.true(registry.log.lines.some((line) => line.message === 'hello from wasi\n'));
+});
