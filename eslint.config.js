@@ -9,6 +9,7 @@ export default tseslint.config(
       '**/node_modules/**',
       'meta-edge/**',
       '.cache/**',
+      'out/**',
       // AssemblyScript, not TypeScript: asc checks these (app/sdk/README.md).
       'app/sdk/assembly/**',
       'app/modules/*/assembly/**',
