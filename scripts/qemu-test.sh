@@ -10,6 +10,6 @@ node --import tsx test/integration/prepare-fleet.ts
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 status=0
-EDGE_SCENARIO_RESULTS=$results npx ava --config test/integration/ava.config.js "$@" || status=$?
+EDGE_FLEET_PREPARED=1 EDGE_SCENARIO_RESULTS=$results npx ava --config test/integration/ava.config.js "$@" || status=$?
 node --import tsx test/integration/scenario-summary.ts "$results"
 exit "$status"

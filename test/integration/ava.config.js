@@ -1,10 +1,10 @@
-// End-to-end tests under QEMU: one device at a time (each QEMU keeps a core busy).
+// End-to-end tests under QEMU: two scenario files at a time (a QEMU device keeps one core busy).
 export default {
   files: ['test/integration/**/*.test.ts'],
   extensions: { ts: 'module' },
   nodeArguments: ['--import=tsx'],
   workerThreads: false,
-  concurrency: 1,
+  concurrency: 2,
   serial: true,
   timeout: '6m',
   verbose: true,

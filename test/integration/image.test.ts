@@ -3,14 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { RedundantEnvFile, abStateToEnv } from '@edge/formats';
 import { writeBootFile, writePartition } from './disk-image.js';
-import {
-  builtImages,
-  editedSlotImage,
-  freshDisk,
-  scratchDir,
-  writeAbState,
-  writeDataFiles,
-} from './images.js';
+import { builtImages, freshDisk, scratchDir, writeAbState } from './images.js';
 import { QemuDevice } from './qemu-device.js';
 import { scenario } from './scenario.js';
 
@@ -55,70 +48,8 @@ scenario('slot A boots; the edge server answers with the slot image hash', 6, as
   });
 });
 
-scenario(
-  'a trial slot whose kernel panics falls back to the old slot after the boot limit',
-  6,
-  async (t) => {
-    const { dir, cleanup } = scratchDir('panic');
-    t.teardown(cleanup);
-    const disk = freshDisk(images, dir);
-    // An initramfs with no /init: the kernel panics ("No working init found") and panic=5 reboots.
-    const broken = editedSlotImage(
-      images,
-      dir,
-      'panic',
-      ['rm /boot/initrd.img', 'write empty.cpio /boot/initrd.img'],
-      {
-        'empty.cpio': Buffer.alloc(512),
-      },
-    );
-    writePartition(disk, 3, readFileSync(broken));
-    await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
-    await withDevice(disk, async (device) => {
-      await device.waitForConsole(/slot b did not come up in 3 attempts: back to slot a/, 240_000);
-      t.is(device.console.match(/edge-boot: trying slot b, attempt/g)?.length, 3);
-      t.regex(device.console, /Kernel panic/);
-      t.like(await bootReport(device), {
-        slot: 'a',
-        trialBoot: false,
-        committed: 'a',
-        trial: null,
-        failedUpgrade: 'b',
-      });
-    });
-  },
-);
-
-scenario(
-  'a trial slot whose edge server never comes up is rebooted by the watchdog, then abandoned',
-  6,
-  async (t) => {
-    const { dir, cleanup } = scratchDir('unhealthy');
-    t.teardown(cleanup);
-    const disk = freshDisk(images, dir);
-    const broken = editedSlotImage(
-      images,
-      dir,
-      'unhealthy',
-      ['rm /usr/lib/edge/edge-server.mjs', 'write crash.mjs /usr/lib/edge/edge-server.mjs'],
-      { 'crash.mjs': "console.error('this release is broken'); process.exit(3);\n" },
-    );
-    writePartition(disk, 3, readFileSync(broken));
-    await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 2 });
-    // A short trial deadline, set on the data partition as a test fleet would.
-    writeDataFiles(disk, dir, { '/edge/trial-deadline-seconds': '10\n' });
-    await withDevice(disk, async (device) => {
-      await device.waitForConsole(/slot b did not come up in 2 attempts: back to slot a/, 240_000);
-      t.regex(device.console, /edge-trial-watchdog: slot not committed within \d+s: rebooting/);
-      t.like(await bootReport(device), {
-        slot: 'a',
-        committed: 'a',
-        trial: null,
-        failedUpgrade: 'b',
-      });
-    });
-  },
-);
+// A trial that panics, or whose edge server never comes up, falls back after the boot limit:
+// bad-release.test.ts shows both with the update agent, from a real update.
 
 scenario(
   'a corrupt copy of the A/B state is skipped: the device boots the slot of the good copy',

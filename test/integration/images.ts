@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { AbStateStore, RedundantEnvFile, abStateToEnv, type AbState } from '@edge/formats';
 import { copyDisk, partitionsOf, readBootFile, writeBootFile } from './disk-image.js';
 
@@ -90,26 +89,6 @@ export function writeDataFiles(disk: string, dir: string, files: Record<string, 
 function parentFolders(path: string): string[] {
   const parts = path.split('/').filter(Boolean).slice(0, -1);
   return parts.map((_, index) => `/${parts.slice(0, index + 1).join('/')}`);
-}
-
-/**
- * A copy of a slot image changed with debugfs (no mount): `edits` are debugfs commands,
- * and `files` are written to the host first so the commands can `write` them.
- */
-export function editedSlotImage(
-  images: BuiltImages,
-  dir: string,
-  name: string,
-  edits: string[],
-  files: Record<string, string | Buffer> = {},
-): string {
-  const image = join(dir, `${name}.ext4`);
-  copyDisk(images.slotImage, image);
-  for (const [file, content] of Object.entries(files)) writeFileSync(join(dir, file), content);
-  const commands = join(dir, `${name}.debugfs`);
-  writeFileSync(commands, `${edits.join('\n')}\n`);
-  execFileSync('debugfs', ['-w', '-f', commands, image], { cwd: dir, stdio: 'pipe' });
-  return image;
 }
 
 /** The A/B state on a disk's boot partition, read with the project's codec. */
