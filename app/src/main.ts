@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     readiness: app.readiness,
     log: app.log,
     bucket: downloadBucket,
+    activateApps: () => app.modules!.reloadFromDirectory(),
   });
   app.updateAgent = agent;
   agent.start().catch((error: unknown) => app.log.error({ err: error }, 'update agent stopped'));

@@ -74,6 +74,33 @@ export const UpdateReport = Type.Object(
 );
 export type UpdateReport = Static<typeof UpdateReport>;
 
+/** The application release (WASM modules, configuration) as the agent installs it, no reboot. */
+export const APP_STATES = [
+  'idle',
+  'downloading',
+  'activating',
+  'installed',
+  'rolled-back',
+  'failed',
+] as const;
+export type AppState = (typeof APP_STATES)[number];
+export const AppStateSchema = Type.Union(APP_STATES.map((state) => Type.Literal(state)));
+
+export const AppReport = Type.Object(
+  {
+    /** The app release `current` points to; null when none is installed. */
+    version: Type.Union([Type.Null(), ReleaseVersion]),
+    state: AppStateSchema,
+    /** The release being installed, or the one that was rolled back or failed. */
+    targetVersion: Type.Optional(ReleaseVersion),
+    bytesDone: Type.Optional(Type.Integer({ minimum: 0 })),
+    bytesTotal: Type.Optional(Type.Integer({ minimum: 0 })),
+    reason: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type AppReport = Static<typeof AppReport>;
+
 export const CheckInRequest = Type.Object(
   {
     board: BoardName,
@@ -81,6 +108,8 @@ export const CheckInRequest = Type.Object(
     firmwareHash: Sha256Hex,
     version: ReleaseVersion,
     update: UpdateReport,
+    /** Absent from devices older than app releases. */
+    app: Type.Optional(AppReport),
   },
   { additionalProperties: false },
 );
@@ -94,8 +123,18 @@ export const DesiredRelease = Type.Object({
 });
 export type DesiredRelease = Static<typeof DesiredRelease>;
 
+/** The app release a device should run; indexTarget is its index's TUF target name. */
+export const DesiredApp = Type.Object({
+  version: ReleaseVersion,
+  board: BoardName,
+  indexTarget: Type.String(),
+});
+export type DesiredApp = Static<typeof DesiredApp>;
+
 export const CheckInResponse = Type.Object({
   desired: Type.Union([Type.Null(), DesiredRelease]),
+  /** The board's newest app release; absent from servers older than app releases (as null). */
+  app: Type.Optional(Type.Union([Type.Null(), DesiredApp])),
   /** When to check in next. */
   checkInSeconds: Type.Integer({ minimum: 1 }),
 });

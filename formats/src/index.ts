@@ -45,7 +45,10 @@ export {
   type SlotName,
 } from './ab-state.js';
 export {
+  APP_STATES,
   ApiError,
+  AppReport,
+  AppStateSchema,
   BoardName,
   CheckInRequest,
   CheckInResponse,
@@ -54,6 +57,7 @@ export {
   DEVICE_TOKEN_ALGORITHM,
   DEVICE_TOKEN_CLOCK_SKEW_SECONDS,
   DEVICE_TOKEN_MAX_LIFETIME_SECONDS,
+  DesiredApp,
   DesiredRelease,
   DeviceId,
   Ed25519PublicJwk,
@@ -68,6 +72,7 @@ export {
   UplinkResponse,
   bodySha256,
   deviceTokenClaims,
+  type AppState,
   type DeviceAuthErrorCode,
   type DeviceRequest,
   type DeviceTokenClaims,
@@ -83,4 +88,20 @@ export {
   type ImageTarget,
   type TargetDescription,
 } from './update-targets.js';
+export {
+  APP_INDEX_FILE,
+  APP_INDEX_FORMAT,
+  AppIndex,
+  AppIndexError,
+  AppIndexFile,
+  appFileTargetName,
+  appIndexTargetName,
+  appReleasePrefix,
+  appTargetNameOf,
+  checkAppFilePath,
+  encodeAppIndex,
+  parseAppIndex,
+  type AppFileTarget,
+  type AppIndexTarget,
+} from './app-release.js';
 export * from './delta/index.js';

@@ -1,5 +1,6 @@
 import { INIT_USAGE, initCommand } from './cli/init-command.js';
 import { line, UsageError, type CliIo } from './cli/io.js';
+import { PUBLISH_APP_USAGE, publishAppCommand } from './cli/publish-app-command.js';
 import { PUBLISH_USAGE, publishCommand } from './cli/publish-command.js';
 import {
   REFRESH_USAGE,
@@ -20,6 +21,7 @@ export type { CliIo } from './cli/io.js';
 const COMMANDS: Record<string, (argv: string[], io: CliIo, deps: CliDeps) => Promise<number>> = {
   init: initCommand,
   publish: (argv, io, deps) => publishCommand(argv, io, deps.makeDelta),
+  'publish-app': publishAppCommand,
   serve: serveCommand,
   'rotate-keys': rotateKeysCommand,
   'renew-root': renewRootCommand,
@@ -31,10 +33,12 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo, deps: CliDeps) => Pro
 export const USAGE = `usage: ota-server <command> [options]
 
 The update server for edge fleets: a TUF repository of slot images and BSDIFF40 deltas,
-served over HTTP with the device API and staged roll-outs.
+served over HTTP with the device API and staged roll-outs, and app releases (WASM modules
+and configuration) that devices install without a reboot.
 
   ${INIT_USAGE}
   ${PUBLISH_USAGE}
+  ${PUBLISH_APP_USAGE}
   ${SERVE_USAGE}
   ${ROTATE_KEYS_USAGE}
   ${RENEW_ROOT_USAGE}

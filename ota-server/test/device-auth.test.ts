@@ -68,7 +68,7 @@ test('a well signed check-in is accepted', async (t) => {
   const { server, device } = await enrolled(t);
   const answer = await device.checkIn(server.url, '1.0.0');
   t.is(answer.status, 200);
-  t.deepEqual(answer.body, { desired: null, checkInSeconds: 300 });
+  t.deepEqual(answer.body, { desired: null, app: null, checkInSeconds: 300 });
 });
 
 const refusals: [

@@ -140,6 +140,12 @@ test('the first release has no delta; later ones have deltas from the newest N r
   t.deepEqual(one.deltaTargets, ['rpi4/1.3.0/rootfs.from-1.2.0.bsdiff']);
   const none = await publish('1.4.0', await image('1.4.0'), { deltaCount: 0 });
   t.deepEqual(none.deltaTargets, []);
+  // The versions the fleet runs, whatever their age.
+  const chosen = await publish('1.5.0', await image('1.5.0'), { deltaFrom: ['1.0.0', '1.3.0'] });
+  t.deepEqual(chosen.deltaTargets.sort(), [
+    'rpi4/1.5.0/rootfs.from-1.0.0.bsdiff',
+    'rpi4/1.5.0/rootfs.from-1.3.0.bsdiff',
+  ]);
 });
 
 const refusals: [
@@ -213,6 +219,11 @@ const refusals: [
     'a pre-release of the newest version',
     'VERSION_NOT_NEWER',
     async ({ image, publish }) => publish('1.1.0-rc.9', await image('1.1.0-rc.9')),
+  ],
+  [
+    'a delta from a release that was never published',
+    'DELTA_SOURCE_UNKNOWN',
+    async ({ image, publish }) => publish('2.0.0', await image('2.0.0'), { deltaFrom: ['1.0.5'] }),
   ],
   [
     'a delta that fails (disk full)',

@@ -6,6 +6,8 @@ import type { BootState } from '../boot-state.js';
 import type { Config } from '../config.js';
 import type { FirmwareHash } from '../firmware-hash.js';
 import type { Readiness } from '../readiness.js';
+import { AppInstaller, type AppActivation } from './app-installer.js';
+import { AppStateFile } from './app-state.js';
 import { loadDeviceIdentity } from './device-identity.js';
 import { detectBoard, readRelease, standbyPathBeside } from './device-info.js';
 import { OtaStateFile } from './ota-state.js';
@@ -28,6 +30,8 @@ export async function createUpdateAgent(
     readiness: Readiness;
     log: AgentLog;
     bucket: TokenBucket;
+    /** Loads the modules `<dataDir>/apps/current` holds; without it, app releases are not installed. */
+    activateApps?: () => Promise<AppActivation>;
   },
 ): Promise<UpdateAgent> {
   const serverUrl = config.serverUrl.replace(/\/$/, '');
@@ -35,15 +39,29 @@ export async function createUpdateAgent(
   const fleetToken = async () => (await readFile(config.fleetTokenFile, 'utf8')).trim();
   const board = config.board === 'auto' ? await detectBoard() : config.board;
   const release = await readRelease(config.releaseFile);
+  const { activateApps, ...agentServices } = services;
+  const tuf = new TufClient({
+    metadataUrl: `${serverUrl}/tuf/metadata`,
+    targetsUrl: `${serverUrl}/tuf/targets`,
+    cacheDir: join(config.dataDir, 'tuf'),
+    trustedRootPath: config.trustedRootPath,
+  });
+  const apps =
+    activateApps &&
+    new AppInstaller({
+      tuf,
+      appsDir: join(config.dataDir, 'apps'),
+      stateFile: new AppStateFile(config.dataDir),
+      board,
+      activate: activateApps,
+      bucket: services.bucket,
+      log: services.log,
+    });
   return new UpdateAgent({
-    ...services,
+    ...agentServices,
     client: new UpdateServerClient(serverUrl, identity, fleetToken),
-    tuf: new TufClient({
-      metadataUrl: `${serverUrl}/tuf/metadata`,
-      targetsUrl: `${serverUrl}/tuf/targets`,
-      cacheDir: join(config.dataDir, 'tuf'),
-      trustedRootPath: config.trustedRootPath,
-    }),
+    tuf,
+    apps,
     stateFile: new OtaStateFile(config.dataDir),
     release: { version: release.version, board },
     standbyPath: (slot, runningPath) =>

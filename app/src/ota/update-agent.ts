@@ -4,6 +4,7 @@ import { DeltaError, deltaTargetName, otherSlot, type SlotName } from '@edge/for
 import type { BootState } from '../boot-state.js';
 import type { FirmwareHash } from '../firmware-hash.js';
 import type { Readiness } from '../readiness.js';
+import type { AppInstaller } from './app-installer.js';
 import type { OtaState, OtaStateFile, PendingUpdate } from './ota-state.js';
 import { DownloadError, downloadResumable, type DownloadProgress } from './resumable-download.js';
 import { applyDeltaToSlot, slotMatches, writeImageToSlot } from './slot-writer.js';
@@ -43,6 +44,8 @@ export interface UpdateAgentDeps {
   healthDeadlineMs: number;
   /** Seconds between check-ins until the server says otherwise. */
   checkInSeconds: number;
+  /** Installs app releases (WASM modules, configuration) without a reboot; none: not managed. */
+  apps?: AppInstaller;
 }
 
 export class UpdateFailed extends Error {
@@ -75,6 +78,11 @@ export class UpdateAgent {
     return this.#state.lastDownload;
   }
 
+  /** The app release's status, when the agent manages apps. */
+  get appStatus(): AppInstaller['report'] | undefined {
+    return this.deps.apps?.report;
+  }
+
   /** Settles what the last boot left (commit or record a fallback), then checks in periodically. */
   async start(): Promise<void> {
     await this.load();
@@ -85,6 +93,7 @@ export class UpdateAgent {
   /** Picks up what the agent was doing before this start (a power cut, a reboot). */
   async load(): Promise<void> {
     this.#state = await this.deps.stateFile.load();
+    await this.deps.apps?.load();
   }
 
   async stop(): Promise<void> {
@@ -145,13 +154,16 @@ export class UpdateAgent {
     if (await this.#healthy()) await this.deps.bootState.commitIfTrial();
   }
 
-  /** One check-in, and the update it asks for. Resolves to the seconds until the next one. */
+  /** One check-in, and the updates it asks for. Resolves to the seconds until the next one. */
   async cycle(): Promise<number> {
     const answer = await this.#checkIn();
     const desired = answer.desired;
+    const next = answer.checkInSeconds || this.deps.checkInSeconds;
     if (desired && this.#wants(desired)) {
       try {
         await this.update(desired);
+        // Rebooting into the new slot: the app release waits for the next check-in there.
+        return next;
       } catch (error) {
         const reason = (error as Error).message;
         this.deps.log.error({ err: error, version: desired.version }, 'update failed');
@@ -159,7 +171,14 @@ export class UpdateAgent {
         await this.#checkIn().catch(() => undefined);
       }
     }
-    return answer.checkInSeconds || this.deps.checkInSeconds;
+    const app = answer.app;
+    const { apps } = this.deps;
+    if (app && apps?.wants(app)) {
+      // No reboot: the installer switches `current` and the sandbox reloads the modules.
+      await apps.install(app, () => this.#checkIn());
+      await this.#checkIn().catch(() => undefined);
+    }
+    return next;
   }
 
   #wants(desired: DesiredRelease): boolean {
@@ -335,6 +354,7 @@ export class UpdateAgent {
       firmwareHash: running.hash,
       version: this.deps.release.version,
       update: this.#state.status,
+      ...(this.deps.apps && { app: this.deps.apps.report }),
     });
   }
 

@@ -24,6 +24,7 @@ export const otaRoutes: FastifyPluginAsync = async (app) => {
       status: agent?.status ?? { state: 'idle' },
       failedVersions: agent?.failedVersions ?? [],
       lastDownload: agent?.lastDownload ?? null,
+      app: agent?.appStatus ?? null,
       bandwidth: bandwidth(),
     };
   });

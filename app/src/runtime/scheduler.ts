@@ -53,6 +53,8 @@ export interface TaskStats extends JitterSummary {
 }
 
 const DEFAULT_MAX_CATCH_UP = 10;
+/** The longest delay setTimeout takes (2^31 - 1 ms). */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
 /**
  * Runs periodic tasks at absolute deadlines (start + k x period, so no drift however long it
@@ -158,6 +160,11 @@ class MainThreadRunner {
   #arm(): void {
     if (this.#stopped) return;
     const delay = Math.max(0, this.#deadline() - this.#clock.now());
+    // setTimeout fires at once past its longest delay (24.8 days; tls rotates keys up to 720 h).
+    if (delay > MAX_TIMER_DELAY_MS) {
+      this.#timer = this.#clock.setTimer(() => this.#arm(), MAX_TIMER_DELAY_MS);
+      return;
+    }
     this.#timer = this.#clock.setTimer(() => void this.#fire(), delay);
   }
 

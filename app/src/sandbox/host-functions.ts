@@ -18,6 +18,10 @@ export interface HostSinks {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** WASI preview1 errno values, and the most iovecs one write may pass (POSIX's IOV_MAX). */
+const WASI_EAGAIN = 6;
+const WASI_EINVAL = 28;
+const WASI_IOV_MAX = 1024;
 
 /**
  * The `env` imports of one module. Every argument comes from the guest: each is checked to be
@@ -61,6 +65,37 @@ export class HostFunctions {
     };
   }
 
+  /**
+   * WASI's imports with its writes (fd_write, fd_pwrite) charged to the same quotas as host
+   * functions: stdout and the in-memory files live in this process, outside the memory quota.
+   */
+  chargeWasiWrites(wasiImports: WebAssembly.ModuleImports): WebAssembly.ModuleImports {
+    const charged = { ...wasiImports };
+    for (const name of ['fd_write', 'fd_pwrite']) {
+      const write = wasiImports[name];
+      if (typeof write !== 'function') continue;
+      charged[name] = (fd: unknown, iovs: unknown, iovsLen: unknown, ...rest: unknown[]) => {
+        const errno = this.#chargeWrite(iovs, iovsLen);
+        return errno === 0
+          ? (write as (...args: unknown[]) => unknown)(fd, iovs, iovsLen, ...rest)
+          : errno;
+      };
+    }
+    return charged;
+  }
+
+  /** 0 when the write's bytes (the sum of its iovecs) fit the quotas, else a WASI errno. */
+  #chargeWrite(iovs: unknown, iovsLen: unknown): number {
+    if (!this.#enter()) return WASI_EAGAIN;
+    if (!isI32(iovsLen) || iovsLen < 0 || iovsLen > WASI_IOV_MAX) return WASI_EINVAL;
+    const vectors = this.#view(iovs, iovsLen * 8);
+    if (!vectors) return WASI_EINVAL;
+    const fields = new DataView(vectors.buffer, vectors.byteOffset, vectors.byteLength);
+    let total = 0;
+    for (let at = 4; at < fields.byteLength; at += 8) total += fields.getUint32(at, true);
+    return this.#takeBytes(total) ? 0 : WASI_EAGAIN;
+  }
+
   /** The guest's bytes at [ptr, ptr+len), or undefined when any part is outside its memory. */
   #view(ptr: unknown, len: unknown): Uint8Array | undefined {
     if (!this.#memory || !isI32(ptr) || !isI32(len) || ptr < 0 || len < 0) return undefined;
@@ -91,12 +126,8 @@ export class HostFunctions {
     if (!bytes) return EdgeError.EINVAL;
     if (bytes.length > LOG_MAX_BYTES) return EdgeError.ETOOBIG;
     if (!this.#takeBytes(bytes.length)) return EdgeError.EQUOTA;
-    let text: string;
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      return EdgeError.EUTF8;
-    }
+    const text = decodeUtf8(bytes);
+    if (text === undefined) return EdgeError.EUTF8;
     this.sinks.log(LOG_LEVELS[level]!, text);
     return 0;
   }
@@ -109,12 +140,8 @@ export class HostFunctions {
     const out = this.#view(outPtr, Math.min(outCap, SENSOR_READ_MAX_BYTES));
     if (!out) return EdgeError.EINVAL;
     if (pathBytes.length > SENSOR_PATH_MAX_BYTES) return EdgeError.ETOOBIG;
-    let path: string;
-    try {
-      path = utf8.decode(pathBytes);
-    } catch {
-      return EdgeError.EUTF8;
-    }
+    const path = decodeUtf8(pathBytes);
+    if (path === undefined) return EdgeError.EUTF8;
     if (!this.#takeBytes(out.length)) return EdgeError.EQUOTA;
     return this.#sensors.read(path, out);
   }
@@ -127,12 +154,8 @@ export class HostFunctions {
     if (!bytes) return EdgeError.EINVAL;
     if (bytes.length > UPLINK_MAX_BYTES) return EdgeError.ETOOBIG;
     if (!this.#takeBytes(bytes.length)) return EdgeError.EQUOTA;
-    let text: string;
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      return EdgeError.EUTF8;
-    }
+    const text = decodeUtf8(bytes);
+    if (text === undefined) return EdgeError.EUTF8;
     let payload: unknown;
     try {
       payload = JSON.parse(text);
@@ -142,6 +165,15 @@ export class HostFunctions {
     if (!this.validateUplink(payload)) return EdgeError.ESCHEMA;
     this.sinks.uplink(text);
     return 0;
+  }
+}
+
+/** The bytes as text, or undefined when they are not valid UTF-8. */
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return undefined;
   }
 }
 

@@ -77,6 +77,9 @@ export function parseManifest(input: unknown): ModuleManifest {
       schemaAjv.compile(schema);
     } catch (error) {
       throw new ManifestError(`capabilities.uplink.schema: ${(error as Error).message}`);
+    } finally {
+      // Ajv keeps what it compiles: the same $id would be refused at the next load (a hot swap).
+      schemaAjv.removeSchema(schema);
     }
   }
   return manifest;

@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { Registry } from 'prom-client';
 import { readAddressSpace, refuseWasmMemory, type AddressSpace } from './address-space.js';
 import { ModuleNotFound, ModuleRefusedError, NoRoomForModule } from './errors.js';
@@ -13,7 +14,7 @@ import { ModuleMetrics } from './module-metrics.js';
 import { ModuleRefused, prepareModule, type SandboxLimits } from './module-package.js';
 import type { CallInput } from './protocol.js';
 import type { UplinkSink } from './uplink-sender.js';
-import type { ModuleQuotas } from './manifest.js';
+import { parseManifest, type ModuleManifest, type ModuleQuotas } from './manifest.js';
 import type { FunctionType } from './wasm-inspect.js';
 import { workerSources } from './worker-source.js';
 
@@ -204,9 +205,10 @@ export class ModuleRegistry {
           throw new Error(`the manifest in folder ${folder} names ${String(manifest.name)}`);
         }
         const current = this.#modules.get(folder);
+        // The whole manifest, not only the hash: a release may change a quota or a capability alone.
         if (
           current?.source === 'directory' &&
-          current.instance.prepared.manifest.sha256 === manifest.sha256
+          sameManifest(manifest, current.instance.prepared.manifest)
         ) {
           report.unchanged.push(folder);
           continue;
@@ -265,5 +267,14 @@ export class ModuleRegistry {
       if (this.#changes.get(name) === settled) this.#changes.delete(name);
     });
     return result;
+  }
+}
+
+/** Whether a manifest read from the folder is the one running (defaults filled in as at load). */
+function sameManifest(input: unknown, running: ModuleManifest): boolean {
+  try {
+    return isDeepStrictEqual(parseManifest(input), running);
+  } catch {
+    return false;
   }
 }

@@ -9,6 +9,7 @@ import {
   INIT_EXPORT,
   LOG_MAX_BYTES,
   MEMORY_EXPORT,
+  WASI_MODULE,
 } from './wasm-abi.js';
 import type { ValueType } from './wasm-inspect.js';
 
@@ -55,7 +56,12 @@ async function start(init: WorkerInit): Promise<void> {
     const library = (globalThis as unknown as { __edgeWasi: WasiLibrary }).__edgeWasi;
     await library.init();
     wasi = new library.WASI({ args: [init.name], env: {} });
-    imports = { ...wasi.getImports(init.module), [HOST_MODULE]: host.imports() };
+    const wasiImports = wasi.getImports(init.module);
+    imports = {
+      ...wasiImports,
+      [WASI_MODULE]: host.chargeWasiWrites(wasiImports[WASI_MODULE] ?? {}),
+      [HOST_MODULE]: host.imports(),
+    };
   }
   const instance = await WebAssembly.instantiate(init.module, imports);
   wasi?.instantiate(instance, {});

@@ -1,4 +1,12 @@
-import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+} from 'node:fs';
 import { posix } from 'node:path';
 import { EdgeError } from './wasm-abi.js';
 
@@ -58,12 +66,14 @@ export class SensorAccess {
     if (inside === undefined || !this.#allowed(inside)) return EdgeError.EDENIED;
     let fd: number;
     try {
-      // O_NOFOLLOW: a link swapped in after the check is refused, not followed.
+      // O_NOFOLLOW: a link swapped in for the file after the check is refused, not followed.
       fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch {
       return EdgeError.EIO;
     }
     try {
+      // O_NOFOLLOW covers the last component only: a folder swapped for a link is caught here.
+      if (readlinkSync(`/proc/self/fd/${fd}`) !== real) return EdgeError.EDENIED;
       if (!fstatSync(fd).isFile()) return EdgeError.EIO;
       return into.length === 0 ? 0 : readSync(fd, into, 0, into.length, 0);
     } catch {

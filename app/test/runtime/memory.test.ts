@@ -1,9 +1,10 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { expectedHeapLimitBytes, memoryBudget } from '../../src/runtime/memory-budget.js';
 import { MemoryPressureMonitor, type PressureChange } from '../../src/runtime/memory-pressure.js';
 import {
@@ -96,35 +97,37 @@ test('memory.heapMiB overrides the derived old generation', (t) => {
   t.like(memoryBudget(facts, { heapMiB: 200 }), { oldSpaceMiB: 200 });
 });
 
-test("node started with the budget's flags has the budget's heap ceiling; setFlagsFromString at run time does not", (t) => {
+// Child processes run asynchronously: a synchronous one would hold up every test of the file.
+const run = promisify(execFile);
+
+test("node started with the budget's flags has the budget's heap ceiling; setFlagsFromString at run time does not", async (t) => {
   const budget = memoryBudget(readMemoryFacts(fixtureRoots(v2(String(512 * MiB)))), {
     heapMiB: 0,
   });
-  const limit = (args: string[], code: string) =>
-    Number(execFileSync(process.execPath, [...args, '-e', code], { encoding: 'utf8' }));
+  const limit = async (args: string[], code: string) =>
+    Number((await run(process.execPath, [...args, '-e', code], { encoding: 'utf8' })).stdout);
   const heapLimit =
     "process.stdout.write(String(require('v8').getHeapStatistics().heap_size_limit))";
-  t.is(limit(budget.nodeFlags, heapLimit), expectedHeapLimitBytes(budget));
-  const late = limit(
-    [],
-    `require('v8').setFlagsFromString('--max-old-space-size=128'); ${heapLimit}`,
-  );
+  const [budgeted, late] = await Promise.all([
+    limit(budget.nodeFlags, heapLimit),
+    limit([], `require('v8').setFlagsFromString('--max-old-space-size=128'); ${heapLimit}`),
+  ]);
+  t.is(budgeted, expectedHeapLimitBytes(budget));
   t.not(late, expectedHeapLimitBytes(budget));
 });
 
-test('node-flags prints the flags of the memory budget for the start script', (t) => {
+test('node-flags prints the flags of the memory budget for the start script', async (t) => {
   const roots = fixtureRoots(v2(String(512 * MiB)));
   const module = fileURLToPath(new URL('../../src/node-flags.ts', import.meta.url));
-  const output = execFileSync(process.execPath, ['--import', 'tsx', module], {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', module], {
     encoding: 'utf8',
     env: {
       PATH: process.env.PATH,
       EDGE_MEMORY_PROC_ROOT: roots.procRoot,
       EDGE_MEMORY_CGROUP_ROOT: roots.cgroupRoot,
     },
-    stdio: ['ignore', 'pipe', 'ignore'],
   });
-  t.is(output, '--max-old-space-size=128 --max-semi-space-size=2\n');
+  t.is(stdout, '--max-old-space-size=128 --max-semi-space-size=2\n');
 });
 
 const thresholds = {

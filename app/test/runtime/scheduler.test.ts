@@ -38,6 +38,20 @@ class FakeClock implements SchedulerClock {
   }
 }
 
+test('a period longer than setTimeout can wait (720 h) does not run at once', async (t) => {
+  const scheduler = new Scheduler();
+  let runs = 0;
+  scheduler.add({
+    name: 'rare',
+    periodMs: 720 * 3_600_000,
+    overrun: 'skip',
+    run: () => void runs++,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  await scheduler.stop();
+  t.is(runs, 0);
+});
+
 test('deadlines are absolute: late timers do not add up over hours', async (t) => {
   const clock = new FakeClock();
   clock.latenessMs = 0.4;
@@ -45,16 +59,16 @@ test('deadlines are absolute: late timers do not add up over hours', async (t) =
   const runTimes: number[] = [];
   scheduler.add({
     name: 'sensor',
-    periodMs: 10,
+    periodMs: 1000,
     overrun: 'skip',
     run: () => void runTimes.push(clock.time),
   });
   const hours = 2;
   await clock.advanceTo(hours * 3_600_000);
   const [stats] = scheduler.stats();
-  // A re-armed relative timer would have lost 0.4 ms per run: 288 s over two hours.
-  t.is(stats!.runs, hours * 360_000 - 1);
-  t.true(Math.abs(runTimes.at(-1)! - (hours * 3_600_000 - 10 + 0.4)) < 1e-6);
+  // A re-armed relative timer would have lost 0.4 ms per run: 2.9 s over two hours.
+  t.is(stats!.runs, hours * 3600 - 1);
+  t.true(Math.abs(runTimes.at(-1)! - (hours * 3_600_000 - 1000 + 0.4)) < 1e-6);
   t.is(stats!.overruns, 0);
   t.true(Math.abs(stats!.p99Seconds - 0.0004) < 0.00003);
   await scheduler.stop();

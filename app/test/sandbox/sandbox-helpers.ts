@@ -1,10 +1,9 @@
 import type { ExecutionContext } from 'ava';
 import { createHash } from 'node:crypto';
 import wabtInit from 'wabt';
-import type { Config } from '../../src/config.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import type { SandboxLog } from '../../src/sandbox/module-instance.js';
 import { ModuleRegistry, type RegistryDeps } from '../../src/sandbox/module-registry.js';
-import { testConfig } from '../helpers.js';
 
 const wabt = await wabtInit();
 
@@ -61,7 +60,8 @@ export function memoryLog(): SandboxLog & { lines: LogLine[] } {
 export type SandboxLimits = Config['modules'];
 
 export function testLimits(overrides: Partial<SandboxLimits> = {}): SandboxLimits {
-  return { ...testConfig().modules, restartBackoffMs: 10, ...overrides };
+  // config.js, not ../helpers.js: that one loads the whole server, a second per test file.
+  return { ...loadConfig({ env: {} }).modules, restartBackoffMs: 10, ...overrides };
 }
 
 export function testRegistry(

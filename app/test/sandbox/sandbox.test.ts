@@ -1,8 +1,17 @@
 import test from 'ava';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, {
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
+import { SensorAccess } from '../../src/sandbox/sensor-access.js';
 import type { UplinkSink } from '../../src/sandbox/uplink-sender.js';
 import { EdgeError } from '../../src/sandbox/wasm-abi.js';
 import { failsWith, guestWat, manifestFor, testRegistry, wat } from './sandbox-helpers.js';
@@ -212,12 +221,46 @@ test('get_sensor: whitelists, "..", symlink escapes and bounded reads', async (t
   });
 });
 
+test('get_sensor: a folder swapped for a link between realpath and open is refused, not read through', (t) => {
+  const root = join(scratch, 'swapped');
+  mkdirSync(join(root, 'sys/hwmon'), { recursive: true });
+  mkdirSync(join(root, 'secret'));
+  writeFileSync(join(root, 'sys/hwmon/temp'), '42000\n');
+  writeFileSync(join(root, 'secret/temp'), 'SECRET');
+  const access = new SensorAccess(root, ['/sys/hwmon'], ['/sys']);
+  const into = new Uint8Array(64);
+  t.is(access.read('/sys/hwmon/temp', into), 6);
+  // The race made certain: the folder becomes a link right after realpath checked the path.
+  // Synchronous from patch to restore, so no other test meets the patched realpathSync.
+  const realpathSync = fs.realpathSync;
+  fs.realpathSync = ((path: string) => {
+    const real = realpathSync(path);
+    if (path.endsWith('/sys/hwmon/temp')) {
+      renameSync(join(root, 'sys/hwmon'), join(root, 'sys/hwmon.old'));
+      symlinkSync(join(root, 'secret'), join(root, 'sys/hwmon'));
+    }
+    return real;
+  }) as typeof fs.realpathSync;
+  syncBuiltinESMExports();
+  let count: number;
+  try {
+    count = access.read('/sys/hwmon/temp', into.fill(0));
+  } finally {
+    fs.realpathSync = realpathSync;
+    syncBuiltinESMExports();
+  }
+  t.is(count, EdgeError.EDENIED);
+  t.false(Buffer.from(into).toString().includes('SECRET'));
+});
+
 test('post_uplink: JSON passing the module schema goes to the sink; the rest is refused', async (t) => {
   const sent: Array<[string, string]> = [];
   const uplink: UplinkSink = { send: (module, payload) => sent.push([module, payload]) };
   const registry = testRegistry({}, { uplink });
   t.teardown(() => registry.close());
+  // An $id: the second load of this schema (below) must not clash with the first.
   const schema = {
+    $id: 'https://example.com/reading.json',
     type: 'object',
     properties: { temperature: { type: 'number' } },
     required: ['temperature'],
@@ -315,6 +358,10 @@ test('modules load from the folder; a reload applies changes and removals; no fo
   });
   t.like(await registry.call('one', 'version', args()), { value: 2 });
   t.deepEqual((await registry.reloadFromDirectory()).unchanged, ['one']);
+  // A release may change only the manifest (a quota, a capability): the same binary reloads.
+  put('one', v2, { quotas: { cpuMsPerCall: 500 } });
+  t.deepEqual((await registry.reloadFromDirectory()).loaded, ['one']);
+  t.like(registry.info('one'), { quotas: { cpuMsPerCall: 500 } });
 });
 
 test('modules are refused, saying why, when the address space has no room for another wasm memory', async (t) => {
@@ -356,11 +403,16 @@ test('a WASI module runs with an in-memory file system; its stdout goes to the l
     (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
     (memory (export "memory") 1 1)
     (data (i32.const 16) "hello from wasi\\n")
-    (func (export "hello") (result i32)
+    (func $hello (export "hello") (result i32)
       (i32.store (i32.const 0) (i32.const 16))
       (i32.store (i32.const 4) (i32.const 16))
-      (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))`);
+      (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (func (export "hello_twice") (result i32) (drop (call $hello)) (call $hello)))`);
   await registry.install(manifestFor('wasi-hello', wasm, { wasi: true }), wasm);
   t.like(await registry.call('wasi-hello', 'hello', args()), { value: 0 });
   t.true(registry.log.lines.some((line) => line.message === 'hello from wasi\n'));
+  // WASI writes spend the byte quota as host functions do: the second 16 bytes wait (EAGAIN).
+  const quotas = { cpuMsPerCall: 1000, ioBytesPerSecond: 16 };
+  await registry.install(manifestFor('wasi-quota', wasm, { wasi: true, quotas }), wasm);
+  t.like(await registry.call('wasi-quota', 'hello_twice', args()), { value: 6 });
 });

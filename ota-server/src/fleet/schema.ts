@@ -70,4 +70,12 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX rollouts_by_board ON rollouts (board, seq)`,
     ],
   },
+  {
+    // App releases: what the device reports of its app (AppReport JSON), null before.
+    version: 2,
+    statements: () => [
+      'ALTER TABLE devices ADD COLUMN app_report TEXT',
+      'ALTER TABLE check_ins ADD COLUMN app_report TEXT',
+    ],
+  },
 ];

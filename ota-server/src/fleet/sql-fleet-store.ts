@@ -1,4 +1,4 @@
-import type { UpdateReport } from '@edge/formats';
+import type { AppReport, UpdateReport } from '@edge/formats';
 import { MIGRATIONS } from './schema.js';
 import type { SqlDatabase, SqlValue } from './sql-database.js';
 import type {
@@ -25,6 +25,7 @@ interface DeviceRow {
   version: string | null;
   update_report: string | null;
   desired_version: string | null;
+  app_report: string | null;
 }
 
 interface CheckInRow {
@@ -34,6 +35,7 @@ interface CheckInRow {
   version: string;
   update_report: string;
   desired_version: string | null;
+  app_report: string | null;
 }
 
 interface RolloutRow {
@@ -47,7 +49,7 @@ interface RolloutRow {
 }
 
 const DEVICE_COLUMNS =
-  'device_id, board, enrolled_at, last_seen_at, slot, firmware_hash, version, update_report, desired_version';
+  'device_id, board, enrolled_at, last_seen_at, slot, firmware_hash, version, update_report, desired_version, app_report';
 const ROLLOUT_COLUMNS = 'id, board, version, percent, state, created_at, updated_at';
 
 /** The fleet store on any SqlDatabase: the same statements for SQLite and PostgreSQL. */
@@ -111,12 +113,14 @@ export class SqlFleetStore implements FleetStore {
       checkIn.update.state,
       report,
       checkIn.desiredVersion,
+      checkIn.app ? JSON.stringify(checkIn.app) : null,
     ];
     const insert = `INSERT INTO check_ins
-      (at, slot, firmware_hash, version, update_state, update_report, desired_version, device_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
+      (at, slot, firmware_hash, version, update_state, update_report, desired_version, app_report,
+       device_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
     const update = `UPDATE devices SET last_seen_at = ?, slot = ?, firmware_hash = ?, version = ?,
-      update_state = ?, update_report = ?, desired_version = ? WHERE device_id = ?`;
+      update_state = ?, update_report = ?, desired_version = ?, app_report = ? WHERE device_id = ?`;
     if (this.db.dialect === 'postgres') {
       // One statement is one transaction and one round trip, where BEGIN…COMMIT takes four.
       await this.db.execute(`WITH history AS (${insert}) ${update}`, [
@@ -172,7 +176,7 @@ export class SqlFleetStore implements FleetStore {
     );
     if (!row) return undefined;
     const checkIns = await this.db.query<CheckInRow>(
-      `SELECT at, slot, firmware_hash, version, update_report, desired_version FROM check_ins
+      `SELECT at, slot, firmware_hash, version, update_report, desired_version, app_report FROM check_ins
        WHERE device_id = ? ORDER BY id DESC LIMIT ?`,
       [deviceId, historyLimit],
     );
@@ -189,6 +193,7 @@ export class SqlFleetStore implements FleetStore {
         version: checkIn.version,
         update: JSON.parse(checkIn.update_report) as UpdateReport,
         desiredVersion: checkIn.desired_version,
+        ...appOf(checkIn.app_report),
       })),
       uplinks: uplinks.map((uplink) => ({
         at: new Date(uplink.at),
@@ -288,6 +293,7 @@ function deviceSummaryOf(row: DeviceRow): DeviceSummary {
           version: row.version ?? '',
           update: JSON.parse(row.update_report) as UpdateReport,
           desiredVersion: row.desired_version,
+          ...appOf(row.app_report),
         };
   return {
     deviceId: row.device_id,
@@ -295,6 +301,11 @@ function deviceSummaryOf(row: DeviceRow): DeviceSummary {
     enrolledAt: new Date(row.enrolled_at),
     lastCheckIn,
   };
+}
+
+/** The app report as a field to spread: none when the device sent none. */
+function appOf(appReport: string | null): { app?: AppReport } {
+  return appReport === null ? {} : { app: JSON.parse(appReport) as AppReport };
 }
 
 function rolloutOf(row: RolloutRow): Rollout {

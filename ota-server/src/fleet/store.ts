@@ -1,4 +1,4 @@
-import type { UpdateReport, UpdateState } from '@edge/formats';
+import type { AppReport, UpdateReport, UpdateState } from '@edge/formats';
 
 /** Fleet state (devices, check-ins, uplinks, roll-outs): one interface, SQLite or PostgreSQL. */
 
@@ -16,6 +16,8 @@ export interface DeviceReport {
   firmwareHash: string;
   version: string;
   update: UpdateReport;
+  /** The app release the device runs and installs; absent from devices older than app releases. */
+  app?: AppReport;
 }
 
 export interface CheckInRecord extends DeviceReport {

@@ -5,7 +5,8 @@ export type PublishErrorCode =
   | 'VERSION_INVALID'
   | 'VERSION_NOT_NEWER'
   | 'DELTA_SOURCE_UNKNOWN'
-  | 'DELTA_FAILED';
+  | 'DELTA_FAILED'
+  | 'APP_FOLDER_INVALID';
 
 export class PublishError extends Error {
   constructor(

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { RolloutCache } from '../fleet/rollout-cache.js';
 import type { DeviceKeyRecord, FleetStore } from '../fleet/store.js';
+import { NewestApps } from '../repository/newest-apps.js';
 import type { ServerConfig } from './config.js';
 import { DeviceAuthenticator } from './device-auth.js';
 import { ApiError } from './errors.js';
@@ -17,6 +18,8 @@ declare module 'fastify' {
     fleet: FleetStore;
     deviceAuth: DeviceAuthenticator;
     rollouts: RolloutCache;
+    /** Each board's newest app release, for the check-in answer. */
+    newestApps: NewestApps;
     clock: () => Date;
   }
   interface FastifyRequest {
@@ -60,6 +63,7 @@ export async function buildServer({
   app.decorate('clock', clock);
   app.decorate('deviceAuth', new DeviceAuthenticator(store, clock));
   app.decorate('rollouts', new RolloutCache(store));
+  app.decorate('newestApps', new NewestApps(config.repoDir));
   app.decorateRequest('device', null);
   app.decorateRequest('rawBody', undefined);
 

@@ -10,11 +10,14 @@ import type { PublishedVersions } from './publish.js';
 import { loadRepositoryState } from './repository-state.js';
 import { withRepositoryLock } from './repository-lock.js';
 import { loadRoleKey } from './role-keys.js';
-import { customFieldsOf, imageTargetName, targetNameOf } from './target-names.js';
+import { customFieldsOf, imageTargetName, newTargetName } from './target-names.js';
 import { storeTargetFile } from './target-store.js';
 import type { StoredTarget } from './target-store.js';
 
-/** A file to publish: a full image, or a delta from an earlier image of the same board. */
+/**
+ * A file to publish: a full image, a delta from an earlier image of the same board, or a file
+ * of an app release (`path` is the source file; `filePath` its place in the release).
+ */
 export type NewTarget =
   | { kind: 'image'; board: string; version: string; path: string }
   | {
@@ -25,7 +28,9 @@ export type NewTarget =
       /** Required when the source image is not a target of this repository. */
       sourceSha256?: string;
       path: string;
-    };
+    }
+  | { kind: 'app-file'; board: string; appVersion: string; filePath: string; path: string }
+  | { kind: 'app'; board: string; appVersion: string; path: string };
 
 export interface AddTargetsResult {
   /** Target names that were new (a name already published with the same bytes is skipped). */
@@ -55,7 +60,7 @@ export async function addTargets(
       timestamp: await loadRoleKey(keyPath('timestamp'), 'timestamp', root),
     };
     const policy = await loadExpiryPolicy(layout, options.expiries);
-    const names = newTargets.map((target) => targetNameOf(target));
+    const names = newTargets.map((target) => newTargetName(target));
     const duplicate = names.find((name, index) => names.indexOf(name) !== index);
     if (duplicate) {
       throw new TufRepositoryError('TARGET_INVALID', `${duplicate}: given twice in one call`);
@@ -71,13 +76,15 @@ export async function addTargets(
         (a, b) => Number(a.kind === 'delta') - Number(b.kind === 'delta'),
       );
       for (const target of ordered) {
-        const name = targetNameOf(target);
+        const name = newTargetName(target);
         const file = await storeTargetFile(layout, name, target.path);
         stored.push(file);
         const description =
-          target.kind === 'image'
-            ? target
-            : { ...target, sourceSha256: sourceSha256Of(target, targets) };
+          target.kind === 'delta'
+            ? { ...target, sourceSha256: sourceSha256Of(target, targets) }
+            : target.kind === 'app-file'
+              ? { ...target, path: target.filePath }
+              : target;
         if (target.kind === 'delta' && !targets[imageTargetName(target.board, target.version)]) {
           throw new TufRepositoryError(
             'TARGET_INVALID',

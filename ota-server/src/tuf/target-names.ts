@@ -1,5 +1,12 @@
 import { TufRepositoryError } from './errors.js';
-import { targetNameOf, type TargetDescription } from '@edge/formats';
+import {
+  appTargetNameOf,
+  targetNameOf,
+  type AppFileTarget,
+  type AppIndexTarget,
+  type TargetDescription,
+} from '@edge/formats';
+import type { NewTarget } from './add-targets.js';
 import type { TargetCustom } from './metadata.js';
 
 export {
@@ -13,7 +20,18 @@ export {
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-export function customFieldsOf(target: TargetDescription): TargetCustom {
+/** The target name of a file to publish, whatever its kind. */
+export function newTargetName(target: NewTarget): string {
+  if (target.kind === 'app-file') return appTargetNameOf({ ...target, path: target.filePath });
+  return target.kind === 'app' ? appTargetNameOf(target) : targetNameOf(target);
+}
+
+export function customFieldsOf(
+  target: TargetDescription | AppFileTarget | AppIndexTarget,
+): TargetCustom {
+  if (target.kind === 'app' || target.kind === 'app-file') {
+    return { board: target.board, appVersion: target.appVersion, kind: target.kind };
+  }
   if (target.kind === 'image') {
     return { board: target.board, version: target.version, kind: 'image' };
   }

@@ -4,6 +4,7 @@ import {
   DEVICE_API_PATHS,
   UplinkRequest,
   UplinkResponse,
+  type DesiredApp,
   type DesiredRelease,
 } from '@edge/formats';
 import type { FastifyPluginAsync } from 'fastify';
@@ -59,6 +60,11 @@ export const deviceRoutes: FastifyPluginAsync = async (app) => {
             imageTarget: imageTargetName(rollout.board, rollout.version),
           }
         : null;
+      // App releases have no staged roll-out yet: every device runs its board's newest.
+      const newestApp = await app.newestApps.of(device.board);
+      const desiredApp: DesiredApp | null = newestApp
+        ? { version: newestApp.version, board: newestApp.board, indexTarget: newestApp.indexTarget }
+        : null;
       await app.fleet.recordCheckIn(device.deviceId, {
         at: app.clock(),
         slot: report.slot,
@@ -66,8 +72,9 @@ export const deviceRoutes: FastifyPluginAsync = async (app) => {
         version: report.version,
         update: report.update,
         desiredVersion: desired?.version ?? null,
+        ...(report.app && { app: report.app }),
       });
-      return { desired, checkInSeconds: app.serverConfig.checkInSeconds };
+      return { desired, app: desiredApp, checkInSeconds: app.serverConfig.checkInSeconds };
     },
   );
 

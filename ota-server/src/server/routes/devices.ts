@@ -1,4 +1,4 @@
-import { BoardName, UpdateReport, UpdateStateSchema } from '@edge/formats';
+import { AppReport, BoardName, UpdateReport, UpdateStateSchema } from '@edge/formats';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { CheckInRecord, DeviceSummary } from '../../fleet/store.js';
@@ -20,6 +20,8 @@ const CheckInJson = Type.Object({
   version: Type.String(),
   update: UpdateReport,
   desiredVersion: Type.Union([Type.Null(), Type.String()]),
+  /** The app release the device runs and installs, when it reports one. */
+  app: Type.Optional(AppReport),
 });
 const DeviceJson = Type.Object({
   deviceId: Type.String(),
