@@ -130,3 +130,23 @@ export function readDataFile(disk: string, path: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * A copy of a slot image changed with debugfs (no mount): `edits` are debugfs commands,
+ * and `files` are written to the host first so the commands can `write` them.
+ */
+export function editedSlotImage(
+  images: BuiltImages,
+  dir: string,
+  name: string,
+  edits: string[],
+  files: Record<string, string | Buffer> = {},
+): string {
+  const image = join(dir, `${name}.ext4`);
+  copyDisk(images.slotImage, image);
+  for (const [file, content] of Object.entries(files)) writeFileSync(join(dir, file), content);
+  const commands = join(dir, `${name}.debugfs`);
+  writeFileSync(commands, `${edits.join('\n')}\n`);
+  execFileSync('debugfs', ['-w', '-f', commands, image], { cwd: dir, stdio: 'pipe' });
+  return image;
+}
