@@ -135,6 +135,8 @@ export const ConfigSchema = Type.Object(
         maxMemoryBytes: Type.Integer({ minimum: 65536, default: 64 << 20 }),
         maxHostCallsPerSecond: Type.Integer({ minimum: 1, default: 1000 }),
         maxIoBytesPerSecond: Type.Integer({ minimum: 1, default: 1 << 20 }),
+        /** Module log lines (edge_log, WASI output, undelivered uplinks) per second, all modules together. */
+        maxLogLinesPerSecond: Type.Integer({ minimum: 1, default: 100 }),
         /** Consecutive failures (watchdog, crash) after which a module is marked failed. */
         maxFailures: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
         /** The first restart's delay; each further one doubles it, up to 30 s. */

@@ -11,6 +11,7 @@ import {
   ModuleUnloaded,
   NoRoomForModule,
 } from './errors.js';
+import type { ModuleLogBudget } from './module-log-budget.js';
 import type { ModuleMetrics } from './module-metrics.js';
 import type { PreparedModule, SandboxLimits } from './module-package.js';
 import type { CallMessage } from './module-worker.js';
@@ -32,6 +33,8 @@ export interface InstanceDeps {
   sources: WorkerSources;
   metrics: ModuleMetrics;
   log: SandboxLog;
+  /** Where the module's own lines go: the device's budget of module log lines. */
+  moduleLog: ModuleLogBudget;
   uplink: UplinkSink | undefined;
   /** Why one more worker with a wasm memory may not start, or undefined. */
   admit: () => string | undefined;
@@ -146,6 +149,7 @@ export class ModuleInstance {
       module,
       wasi: manifest.wasi,
       wasiSource: manifest.wasi ? this.deps.sources.wasi : undefined,
+      wasiFsMaxBytes: manifest.quotas.memoryBytes,
       policy: {
         log: manifest.capabilities.log,
         sensors: manifest.capabilities.sensors,
@@ -169,7 +173,8 @@ export class ModuleInstance {
       const onError = (error: Error) => fail(error.message);
       const onExit = (code: number) => fail(`the worker exited with ${code}`);
       const onStartMessage = (message: FromWorker) => {
-        if (message.type === 'start-failed') return fail(message.message);
+        if (message.type === 'start-failed' || message.type === 'stopped')
+          return fail(message.message);
         if (message.type !== 'ready') return this.#onMessage(worker, message);
         settle();
         worker.on('message', (next: FromWorker) => this.#onMessage(worker, next));
@@ -223,10 +228,13 @@ export class ModuleInstance {
     const { name } = this;
     switch (message.type) {
       case 'log':
-        this.deps.log[message.level]({ module: name }, message.text);
+        this.deps.moduleLog.write(name, message.level, {}, message.text);
         return;
       case 'uplink':
         this.deps.uplink?.send(name, message.payload);
+        return;
+      case 'stopped':
+        this.#onWorkerGone(worker, message.message);
         return;
       case 'result': {
         const current = this.#current;

@@ -51,6 +51,13 @@ export class ModuleMetrics {
     registers: [],
   });
 
+  readonly logDropped = new Counter({
+    name: 'edge_module_log_dropped_total',
+    help: 'Module log lines dropped over the device budget (modules.maxLogLinesPerSecond)',
+    labelNames: ['module'] as const,
+    registers: [],
+  });
+
   registerIn(registry: Registry): void {
     for (const metric of [
       this.calls,
@@ -61,6 +68,7 @@ export class ModuleMetrics {
       this.quotaRefusals,
       this.restarts,
       this.uplinks,
+      this.logDropped,
     ]) {
       // prom-client's typings leave out the name the metric object carries.
       const { name } = metric as unknown as { name: string };

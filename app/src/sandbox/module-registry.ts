@@ -10,6 +10,7 @@ import {
   type InstanceState,
   type SandboxLog,
 } from './module-instance.js';
+import { ModuleLogBudget } from './module-log-budget.js';
 import { ModuleMetrics } from './module-metrics.js';
 import { ModuleRefused, prepareModule, type SandboxLimits } from './module-package.js';
 import type { CallInput } from './protocol.js';
@@ -63,6 +64,7 @@ export interface RegistryDeps {
  */
 export class ModuleRegistry {
   readonly metrics = new ModuleMetrics();
+  readonly #moduleLog: ModuleLogBudget;
   readonly #modules = new Map<string, Entry>();
   /** Compiled modules by SHA-256: a restart or a reload does not compile again. */
   readonly #compiled = new Map<string, WebAssembly.Module>();
@@ -75,10 +77,18 @@ export class ModuleRegistry {
     private readonly deps: RegistryDeps,
   ) {
     if (deps.metricsRegistry) this.metrics.registerIn(deps.metricsRegistry);
+    const moduleLog = new ModuleLogBudget(
+      limits.maxLogLinesPerSecond,
+      deps.log,
+      this.metrics.logDropped,
+    );
+    this.#moduleLog = moduleLog;
     if (deps.uplink) {
       deps.uplink.onOutcome = (module, outcome, reason) => {
         this.metrics.uplinks.inc({ module, outcome });
-        if (outcome !== 'sent') deps.log.warn({ module, outcome, reason }, 'uplink not delivered');
+        if (outcome === 'dropped') moduleLog.uplinkDropped(module);
+        else if (outcome === 'failed')
+          moduleLog.write(module, 'warn', { outcome, reason }, 'uplink not delivered');
       };
     }
   }
@@ -143,6 +153,7 @@ export class ModuleRegistry {
         sources,
         metrics: this.metrics,
         log: this.deps.log,
+        moduleLog: this.#moduleLog,
         uplink: this.deps.uplink,
         admit: () => refuseWasmMemory((this.deps.addressSpace ?? readAddressSpace)()),
       });
@@ -245,6 +256,7 @@ export class ModuleRegistry {
       this.#retire(entry.instance);
     }
     await Promise.allSettled([...this.#retiring]);
+    this.#moduleLog.flush();
   }
 
   #retire(instance: ModuleInstance): void {

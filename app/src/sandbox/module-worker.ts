@@ -12,6 +12,7 @@ import {
   WASI_MODULE,
 } from './wasm-abi.js';
 import type { ValueType } from './wasm-inspect.js';
+import { WasiFsLimit } from './wasi-fs-limit.js';
 
 /**
  * The worker's side of one module: instantiates the compiled module it was given, with the
@@ -26,14 +27,46 @@ interface WasiLibrary {
 interface WasiInstance {
   getImports(module: WebAssembly.Module): Record<string, WebAssembly.ModuleImports>;
   instantiate(instance: WebAssembly.Instance, imports: object): WebAssembly.Instance;
-  getStdoutString(): string;
-  getStderrString(): string;
+  getStdoutBuffer(): Uint8Array;
+  getStderrBuffer(): Uint8Array;
 }
+
+/** Guest output is not trusted to be UTF-8: invalid bytes become U+FFFD. */
+const lenientUtf8 = new TextDecoder('utf-8');
 
 export type CallMessage = ToWorker & { params: ValueType[] };
 
 const port = parentPort!;
 const send = (message: FromWorker) => port.postMessage(message);
+
+/** Asks the server to end this worker, and unwinds the guest (which cannot go on meanwhile). */
+function stop(reason: string): never {
+  send({ type: 'stopped', message: reason });
+  throw new Error(reason);
+}
+
+/**
+ * Runs the library's init, keeping the wasm memory it instantiates (where its in-memory files
+ * live): the library does not expose it, and the file system quota measures it.
+ */
+async function initWasiLibrary(library: WasiLibrary): Promise<WebAssembly.Memory> {
+  const instantiate = WebAssembly.instantiate;
+  let memory: unknown;
+  WebAssembly.instantiate = (async (...args: [WebAssembly.Module, WebAssembly.Imports]) => {
+    const result = (await instantiate(...args)) as
+      WebAssembly.Instance | WebAssembly.WebAssemblyInstantiatedSource;
+    const instance = result instanceof WebAssembly.Instance ? result : result.instance;
+    memory ??= instance.exports.memory;
+    return result;
+  }) as typeof instantiate;
+  try {
+    await library.init();
+  } finally {
+    WebAssembly.instantiate = instantiate;
+  }
+  if (!(memory instanceof WebAssembly.Memory)) throw new Error('@wasmer/wasi made no memory');
+  return memory;
+}
 
 async function start(init: WorkerInit): Promise<void> {
   const { policy } = init;
@@ -50,16 +83,18 @@ async function start(init: WorkerInit): Promise<void> {
   );
   let imports: WebAssembly.Imports = { [HOST_MODULE]: host.imports() };
   let wasi: WasiInstance | undefined;
+  let fsLimit: WasiFsLimit | undefined;
   if (init.wasi) {
     // The library is a script that sets a global: loaded only in the workers of WASI modules.
     runInThisContext(init.wasiSource ?? '', { filename: 'wasmer-wasi.js' });
     const library = (globalThis as unknown as { __edgeWasi: WasiLibrary }).__edgeWasi;
-    await library.init();
+    const libraryMemory = await initWasiLibrary(library);
     wasi = new library.WASI({ args: [init.name], env: {} });
     const wasiImports = wasi.getImports(init.module);
+    fsLimit = new WasiFsLimit(libraryMemory, init.wasiFsMaxBytes, stop);
     imports = {
       ...wasiImports,
-      [WASI_MODULE]: host.chargeWasiWrites(wasiImports[WASI_MODULE] ?? {}),
+      [WASI_MODULE]: fsLimit.wrap(host.chargeWasiWrites(wasiImports[WASI_MODULE] ?? {})),
       [HOST_MODULE]: host.imports(),
     };
   }
@@ -69,12 +104,14 @@ async function start(init: WorkerInit): Promise<void> {
   const memory = exports[MEMORY_EXPORT];
   if (!(memory instanceof WebAssembly.Memory)) throw new Error('the module exports no memory');
   host.bindMemory(memory);
+  fsLimit?.bindMemory(memory);
   const flushWasiOutput = () => {
     if (!wasi) return;
-    for (const [level, text] of [
-      ['info', wasi.getStdoutString()],
-      ['warn', wasi.getStderrString()],
+    for (const [level, output] of [
+      ['info', wasi.getStdoutBuffer()],
+      ['warn', wasi.getStderrBuffer()],
     ] as const) {
+      const text = lenientUtf8.decode(output);
       if (text) send({ type: 'log', level, text: text.slice(0, LOG_MAX_BYTES) });
     }
   };

@@ -21,6 +21,8 @@ export interface WorkerInit {
   wasi: boolean;
   /** The @wasmer/wasi library as a script, for WASI modules only. */
   wasiSource: string | undefined;
+  /** The most the library's in-memory file system may take (quotas.memoryBytes). */
+  wasiFsMaxBytes: number;
   policy: ModulePolicy;
 }
 
@@ -43,6 +45,8 @@ export type CallOutcome =
 export type FromWorker =
   | { type: 'ready'; memoryBytes: number; stats: HostStats }
   | { type: 'start-failed'; message: string }
+  /** The worker must end (its WASI file system went over its quota): the server terminates it. */
+  | { type: 'stopped'; message: string }
   | {
       type: 'result';
       id: number;

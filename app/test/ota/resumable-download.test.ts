@@ -7,21 +7,12 @@ import { join } from 'node:path';
 import { CHUNK, DownloadError, downloadResumable } from '../../src/ota/resumable-download.js';
 import { TokenBucket } from '../../src/ota/token-bucket.js';
 import { startRangeServer } from './range-server.js';
+import { seededRandom } from './seeded.js';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 // RAM-backed when the host has it: the downloader syncs every chunk, and a busy disk makes that slow.
 const scratchRoot = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 const scratch = () => mkdtempSync(join(scratchRoot, 'edge-download-'));
-
-/** A seeded PRNG (mulberry32), so that a failing cut pattern can be replayed. */
-function seeded(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let value = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    value = (value + Math.imul(value ^ (value >>> 7), 61 | value)) ^ value;
-    return ((value ^ (value >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('connections cut at random offsets: the download resumes and fetches at most one chunk again', async (t) => {
   const content = randomBytes(6 * CHUNK + 12345);
@@ -29,7 +20,7 @@ test('connections cut at random offsets: the download resumes and fetches at mos
   t.teardown(async () => {
     await server.close();
   });
-  const random = seeded(20261129);
+  const random = seededRandom(20261129);
   const cuts = Array.from({ length: 4 }, () => Math.floor(random() * 2 * CHUNK) + 1000);
   t.log(`seed 20261129, cuts after ${cuts.join(', ')} bytes`);
   server.cutAfter = (n) => cuts[n - 1];
@@ -75,19 +66,22 @@ test('a connection that goes silent (a dead link) is given up and the download r
 });
 
 test('waiting for the bandwidth limit is not taken for a dead link', async (t) => {
-  const content = randomBytes(48 * 1024);
+  const content = randomBytes(1024);
   const server = await startRangeServer(content);
   t.teardown(async () => {
     await server.close();
   });
-  const destination = join(scratch(), 'delta');
-  // 48 KiB at 24 KiB/s with a small burst: each chunk the connection brings waits longer for
-  // the limit than the stall timeout would allow if the wait counted.
+  // A limit that makes every chunk wait twice the stall timeout: the wait must not count.
+  class SlowBucket extends TokenBucket {
+    override async take(): Promise<void> {
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    }
+  }
   await downloadResumable({
     file: { url: server.url, length: content.length, sha256: sha256(content) },
-    destination,
-    bucket: new TokenBucket(24 * 1024, 1024),
-    stallTimeoutMs: 400,
+    destination: join(scratch(), 'delta'),
+    bucket: new SlowBucket(1, 1),
+    stallTimeoutMs: 1500,
     attempts: 1,
   });
   t.is(server.requests.length, 1);

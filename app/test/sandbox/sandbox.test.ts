@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { SensorAccess } from '../../src/sandbox/sensor-access.js';
-import type { UplinkSink } from '../../src/sandbox/uplink-sender.js';
+import { UplinkSender, type UplinkSink } from '../../src/sandbox/uplink-sender.js';
 import { EdgeError } from '../../src/sandbox/wasm-abi.js';
 import { failsWith, guestWat, manifestFor, testRegistry, wat } from './sandbox-helpers.js';
 
@@ -171,6 +171,51 @@ test('edge_log: UTF-8 only, at most 1024 bytes, pointers inside memory, rate-lim
   const said = registry.log.lines.filter((line) => line.message !== 'module loaded');
   t.is(said[0]?.message, 'héllo');
   t.true(said.length < 500, `the flood did not reach the log (${said.length} lines)`);
+});
+
+test('module log lines share a device budget; drops are counted, and reported in one line per second', async (t) => {
+  // An update server that never answers: one uplink waits, two queue, the rest are dropped.
+  const uplink = new UplinkSender(() => new Promise(() => {}), 2);
+  const registry = testRegistry({ maxLogLinesPerSecond: 10 }, { uplink });
+  t.teardown(() => registry.close());
+  const capabilities = { log: true, uplink: { schema: { type: 'object' } } };
+  const quotas = { cpuMsPerCall: 1000, hostCallsPerSecond: 1000 };
+  await registry.install(manifestFor('chatty', guest, { capabilities, quotas }), guest);
+  t.like(await registry.call('chatty', 'flood', args(200)), { value: 0 }, 'within its own quota');
+  for (let i = 0; i < 10; i++) {
+    t.like(await registry.call('chatty', 'uplink', bytes('{}')), { value: 0 });
+  }
+  const logged = registry.log.lines.filter((line) => line.message === '').length;
+  t.true(logged >= 10 && logged < 20, `${logged} of 200 lines logged`);
+  const metrics = new Registry();
+  registry.metrics.registerIn(metrics);
+  const text = await metrics.metrics();
+  const dropped = Number(/edge_module_log_dropped_total\{module="chatty"\} (\d+)/.exec(text)?.[1]);
+  t.is(dropped, 200 - logged);
+  t.regex(text, /edge_module_uplinks_total\{module="chatty",outcome="dropped"\} 7/);
+  await registry.close();
+  const reported = (what: string) =>
+    registry.log.lines
+      .map((line) =>
+        new RegExp(`^module chatty: (\\d+) ${what} dropped in the last second`).exec(line.message),
+      )
+      .filter((match) => match !== null)
+      .map((match) => Number(match[1]));
+  const lines = reported('log lines');
+  const uplinks = reported('uplinks');
+  t.true(
+    lines.length <= 2 && uplinks.length <= 2,
+    'one line per second of drops, not one per drop',
+  );
+  t.is(
+    lines.reduce((sum, n) => sum + n, 0),
+    dropped,
+  );
+  t.is(
+    uplinks.reduce((sum, n) => sum + n, 0),
+    7,
+  );
+  t.is(registry.log.lines.length, logged + lines.length + uplinks.length + 1, '+ "module loaded"');
 });
 
 test('get_sensor: whitelists, "..", symlink escapes and bounded reads', async (t) => {
@@ -396,7 +441,7 @@ test('modules are refused, saying why, when the address space has no room for an
   );
 });
 
-test('a WASI module runs with an in-memory file system; its stdout goes to the log', async (t) => {
+test('a WASI module runs with an in-memory file system; its stdout goes to the log, invalid UTF-8 as U+FFFD', async (t) => {
   const registry = testRegistry();
   t.teardown(() => registry.close());
   const wasm = wat(`(module
@@ -407,12 +452,94 @@ test('a WASI module runs with an in-memory file system; its stdout goes to the l
       (i32.store (i32.const 0) (i32.const 16))
       (i32.store (i32.const 4) (i32.const 16))
       (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (func (export "hello_twice") (result i32) (drop (call $hello)) (call $hello)))`);
+    (func (export "hello_twice") (result i32) (drop (call $hello)) (call $hello))
+    (data (i32.const 48) "h\\ff\\n")
+    (func (export "not_utf8") (result i32)
+      (i32.store (i32.const 0) (i32.const 48))
+      (i32.store (i32.const 4) (i32.const 3))
+      (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))`);
   await registry.install(manifestFor('wasi-hello', wasm, { wasi: true }), wasm);
   t.like(await registry.call('wasi-hello', 'hello', args()), { value: 0 });
   t.true(registry.log.lines.some((line) => line.message === 'hello from wasi\n'));
+  // Invalid UTF-8 on stdout is logged with U+FFFD, not a crash of the worker.
+  t.like(await registry.call('wasi-hello', 'not_utf8', args()), { value: 0 });
+  t.true(registry.log.lines.some((line) => line.message === 'h\uFFFD\n'));
+  t.like(registry.info('wasi-hello'), { restarts: 0, state: 'running' });
   // WASI writes spend the byte quota as host functions do: the second 16 bytes wait (EAGAIN).
   const quotas = { cpuMsPerCall: 1000, ioBytesPerSecond: 16 };
   await registry.install(manifestFor('wasi-quota', wasm, { wasi: true, quotas }), wasm);
   t.like(await registry.call('wasi-quota', 'hello_twice', args()), { value: 6 });
+});
+
+test('a WASI module cannot grow its in-memory files past quotas.memoryBytes', async (t) => {
+  const registry = testRegistry();
+  t.teardown(() => registry.close());
+  const preview1 = (name: string, params: string) =>
+    `(import "wasi_snapshot_preview1" "${name}" (func $${name} (param ${params}) (result i32)))`;
+  const wasm = wat(`(module
+    ${preview1('path_open', 'i32 i32 i32 i32 i32 i64 i64 i32 i32')}
+    ${preview1('fd_filestat_set_size', 'i32 i64')}
+    ${preview1('fd_allocate', 'i32 i64 i64')}
+    ${preview1('fd_seek', 'i32 i64 i32 i32')}
+    ${preview1('fd_pwrite', 'i32 i32 i32 i64 i32')}
+    (memory (export "memory") 1 1)
+    (data (i32.const 100) "a")
+    ;; Creates the file named by the byte at 100 in the pre-opened "/" (fd 3): its fd, or -errno.
+    (func $open (export "open") (result i32) (local $errno i32)
+      (local.set $errno (call $path_open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 1)
+        (i32.const 1) (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 200)))
+      (if (result i32) (local.get $errno)
+        (then (i32.sub (i32.const 0) (local.get $errno))) (else (i32.load (i32.const 200)))))
+    (func (export "set_size") (param i32 i64) (result i32)
+      (call $fd_filestat_set_size (local.get 0) (local.get 1)))
+    (func (export "allocate") (param i32 i64 i64) (result i32)
+      (call $fd_allocate (local.get 0) (local.get 1) (local.get 2)))
+    (func (export "seek") (param i32 i64 i32) (result i32)
+      (call $fd_seek (local.get 0) (local.get 1) (local.get 2) (i32.const 300)))
+    (func (export "position") (result i64) (i64.load (i32.const 300)))
+    (func (export "pwrite") (param i32 i64) (result i32)
+      (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 1))
+      (call $fd_pwrite (local.get 0) (i32.const 0) (i32.const 1) (local.get 1) (i32.const 8)))
+    ;; 64 files of $size bytes each: the number made.
+    (func (export "fill") (param $size i64) (result i32) (local $made i32)
+      (block $done (loop $next
+        (i32.store8 (i32.const 100) (i32.add (i32.const 98) (local.get $made)))
+        (br_if $done (i32.ne (call $fd_filestat_set_size (call $open) (local.get $size)) (i32.const 0)))
+        (local.set $made (i32.add (local.get $made) (i32.const 1)))
+        (br_if $next (i32.lt_u (local.get $made) (i32.const 64)))))
+      (local.get $made)))`);
+  const limit = 1 << 20;
+  const quotas = { cpuMsPerCall: 1000, memoryBytes: limit };
+  await registry.install(manifestFor('wasi-fs', wasm, { wasi: true, quotas }), wasm);
+  const call = async (name: string, ...values: Array<number | string>) =>
+    (await registry.call('wasi-fs', name, { kind: 'args', args: values })).value;
+  const fd = (await call('open')) as number;
+  t.true(fd >= 3, `fd ${fd}`);
+  const EFBIG = 22;
+  const over = String(limit + 1);
+  t.is(await call('set_size', fd, over), EFBIG);
+  t.is(await call('set_size', fd, '-1'), EFBIG, 'a u64: -1 is 2^64 - 1');
+  t.is(await call('allocate', fd, '0', over), EFBIG);
+  t.is(await call('allocate', fd, String(limit), '1'), EFBIG);
+  t.is(await call('allocate', fd, '-1', '2'), EFBIG, 'no wrapping around 2^64');
+  t.is(await call('pwrite', fd, String(limit)), EFBIG);
+  t.is(await call('seek', fd, over, 0), EFBIG);
+  t.is(await call('seek', fd, String(limit), 1), 0, 'up to the limit');
+  t.is(await call('seek', fd, '1', 1), EFBIG);
+  t.is(await call('position'), limit, 'a refused seek leaves the cursor');
+  t.is(await call('seek', fd, over, 2), EFBIG);
+  t.is(await call('set_size', fd, String(limit / 2)), 0, 'within the quota');
+  t.is(await call('set_size', fd, '0'), 0);
+  // Many files, each within the limit: the worker is stopped once they take more than it.
+  const error = await failsWith(
+    t,
+    registry.call('wasi-fs', 'fill', args(limit / 2)),
+    'MODULE_CRASHED',
+    /the WASI file system took \d+ bytes, over its 1048576/,
+  );
+  const took = Number(/took (\d+) bytes/.exec(error?.message ?? '')?.[1]);
+  t.log(`the library memory grew by ${took} bytes`);
+  t.true(took <= limit + limit / 2 + 65536, `the library's memory grew by ${took} bytes`);
+  t.like(registry.info('wasi-fs'), { restarts: 0, state: 'restarting' });
+  t.true(((await call('open')) as number) >= 3, 'restarted with an empty file system');
 });
