@@ -1,25 +1,22 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { AbStateStore, sha256OfFile } from '@edge/formats';
 import { CHUNK } from '../../src/ota/resumable-download.js';
-import { seededBytes, startFleet, type Fleet } from './fleet.js';
+import {
+  agentEnv,
+  bootSlot,
+  makeFileDevice,
+  startFleet,
+  type FileDevice,
+  type Fleet,
+} from './fleet.js';
+import { seededBytes, seededRandom } from './seeded.js';
 
 // The update agent as a real process (agent-process.ts, bundled as on the device), killed
 // with SIGKILL at seeded random moments of download, apply, verify and flag-setting, then
@@ -41,16 +38,6 @@ const PLAN: Array<{ phase: Phase; count: number; maxDelayMs: number }> = [
   { phase: 'verifying', count: 2, maxDelayMs: 40 },
   { phase: 'rebooting', count: 3, maxDelayMs: 80 },
 ];
-
-/** A seeded PRNG (mulberry32), so that a failing kill pattern can be replayed. */
-function seeded(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let value = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    value = (value + Math.imul(value ^ (value >>> 7), 61 | value)) ^ value;
-    return ((value ^ (value >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function killPlan(random: () => number): Array<{ phase: Phase; delayMs: number }> {
   return PLAN.flatMap(({ phase, count, maxDelayMs }) =>
@@ -100,31 +87,6 @@ test.after.always(async () => {
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Device {
-  dir: string;
-  slots: { a: string; b: string };
-  boot: string;
-  data: string;
-  rebootMarker: string;
-}
-
-/** Slots, boot partition and /data as files in a folder; slot a holds 1.0.0 and runs. */
-function makeDevice(): Device {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-kill-'));
-  scratchDirs.push(dir);
-  const slots = { a: join(dir, 'slot-a'), b: join(dir, 'slot-b') };
-  copyFileSync(fleet.images['1.0.0']!.path, slots.a);
-  truncateSync(slots.a, 2 * SLOT_BYTES);
-  writeFileSync(slots.b, '');
-  truncateSync(slots.b, 2 * SLOT_BYTES);
-  const boot = join(dir, 'boot');
-  const data = join(dir, 'data');
-  mkdirSync(boot);
-  mkdirSync(data);
-  writeFileSync(join(dir, 'fleet-token'), readFileSync(fleet.fleetTokenFile));
-  return { dir, slots, boot, data, rebootMarker: join(dir, 'rebooted') };
-}
-
 interface AgentProcess {
   output: string[];
   exited: Promise<void>;
@@ -132,29 +94,18 @@ interface AgentProcess {
 }
 
 /** Starts the agent as U-Boot would have booted `slot`. */
-function startAgent(device: Device, slot: 'a' | 'b', trial: boolean): AgentProcess {
+function startAgent(device: FileDevice, slot: 'a' | 'b', trial: boolean): AgentProcess {
   const running = device.slots[slot];
-  const version = slot === 'a' ? '1.0.0' : '1.1.0';
-  writeFileSync(join(device.dir, 'release.json'), JSON.stringify({ version }));
-  writeFileSync(
-    join(device.dir, 'cmdline'),
-    `root=${running} edge.slot=${slot} edge.trial=${trial ? 1 : 0}\n`,
-  );
+  bootSlot(device, slot, slot === 'a' ? '1.0.0' : '1.1.0', trial);
   const child = spawn(process.execPath, [agentBundle], {
     cwd: device.dir,
     env: {
       PATH: process.env.PATH,
       EDGE_TEST_CMDLINE: join(device.dir, 'cmdline'),
       EDGE_FIRMWARE_SLOT_PATH: running,
-      EDGE_BOOT_STATE_DIR: device.boot,
+      EDGE_BOOT_STATE_DIR: device.bootPartition,
       EDGE_BOOT_COMMIT_MARKER: join(device.dir, 'committed'),
-      EDGE_OTA_SERVER_URL: fleet.url,
-      EDGE_OTA_FLEET_TOKEN_FILE: join(device.dir, 'fleet-token'),
-      EDGE_OTA_DATA_DIR: device.data,
-      EDGE_OTA_TRUSTED_ROOT_PATH: join(fleet.repo, 'metadata', '1.root.json'),
-      EDGE_OTA_RELEASE_FILE: join(device.dir, 'release.json'),
-      EDGE_OTA_BOARD: 'qemu',
-      EDGE_OTA_STANDBY_SLOT_PATH: slot === 'a' ? device.slots.b : device.slots.a,
+      ...agentEnv(fleet, device, slot),
       // A reboot takes a while: a kill can land after the flags and before the reboot.
       EDGE_OTA_REBOOT_COMMAND: `sleep 0.2 && touch ${device.rebootMarker}`,
       EDGE_OTA_HEALTH_DEADLINE_SECONDS: '10',
@@ -181,7 +132,7 @@ function startAgent(device: Device, slot: 'a' | 'b', trial: boolean): AgentProce
 }
 
 /** The agent's status as last saved, if saved since `since` (each save writes a new file). */
-function savedStatus(device: Device, since: number): string | undefined {
+function savedStatus(device: FileDevice, since: number): string | undefined {
   const path = join(device.data, 'ota-state.json');
   try {
     if (statSync(path).mtimeMs < since) return undefined;
@@ -191,7 +142,7 @@ function savedStatus(device: Device, since: number): string | undefined {
   }
 }
 
-function partialSize(device: Device, sha256: string): number | undefined {
+function partialSize(device: FileDevice, sha256: string): number | undefined {
   try {
     return statSync(join(device.data, 'downloads', `${sha256}.part`)).size;
   } catch {
@@ -205,10 +156,9 @@ test('the agent killed at random points resumes or redoes the step and never fla
   t.timeout(60_000);
   const context = `seed ${SEED} (EDGE_KILL_SEED=${SEED} replays it)`;
   t.log(context);
-  const plan = killPlan(seeded(SEED));
-  const device = makeDevice();
-  await new AbStateStore(device.boot).write({ committed: 'a', attempts: 0, attemptLimit: 3 });
-  const store = new AbStateStore(device.boot);
+  const plan = killPlan(seededRandom(SEED));
+  const device = await makeFileDevice(fleet);
+  const store = new AbStateStore(device.bootPartition);
   const target = fleet.images['1.1.0']!;
   const runningBefore = await sha256OfFile(device.slots.a);
   const delta = readdirSync(join(fleet.repo, 'targets', 'qemu', '1.1.0')).find((name) =>

@@ -1,9 +1,7 @@
 import test from 'ava';
 import {
-  copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
@@ -12,19 +10,22 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AbStateStore, targetFileRelativePath } from '@edge/formats';
-import { BootState } from '../../src/boot-state.js';
-import { loadConfig } from '../../src/config.js';
-import { FirmwareHash } from '../../src/firmware-hash.js';
+import { targetFileRelativePath } from '@edge/formats';
 import type { AppInstallState } from '../../src/ota/app-state.js';
-import { bandwidthBucket, createUpdateAgent } from '../../src/ota/create-agent.js';
-import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
-import { Readiness } from '../../src/readiness.js';
 import type { ModuleRegistry } from '../../src/sandbox/module-registry.js';
 import { guestWat, manifestFor, testRegistry, wat } from '../sandbox/sandbox-helpers.js';
-import { deviceRecord, otaServer, startFleet, type Fleet } from './fleet.js';
+import {
+  bootAgent,
+  deviceIdOf,
+  deviceRecord,
+  makeFileDevice,
+  otaServer,
+  startFleet,
+  type FileDevice,
+  type Fleet,
+  type UpdateAgent,
+} from './fleet.js';
 
 // App releases without a reboot, against the real update server: published with
 // `ota-server publish-app`, installed by the agent into <data>/apps/<version>, switched by the
@@ -32,20 +33,16 @@ import { deviceRecord, otaServer, startFleet, type Fleet } from './fleet.js';
 // The device already runs the firmware the server wants: only the app changes.
 
 const SLOT_BYTES = 2 * 1024 * 1024;
-const silentLog = { info: () => {}, warn: () => {}, error: () => {} };
 /** The Pi 4 SD card image, zstd -19 (README's figures): what a full update would weigh. */
 const FULL_IMAGE_ZSTD_BYTES = 46.5e6;
 
 let fleet: Fleet;
-let device: Device;
-const scratchDirs: string[] = [];
+let device: AppDevice;
 
-interface Device {
-  dir: string;
+interface AppDevice extends FileDevice {
   apps: string;
   registry: ModuleRegistry;
-  rebootMarker: string;
-  boot(): Promise<Awaited<ReturnType<typeof createUpdateAgent>>>;
+  boot(): Promise<UpdateAgent>;
 }
 
 /** A module folder: manifest.json and <name>.wasm, the guest answering `version` with `v`. */
@@ -71,49 +68,16 @@ async function publishApp(version: string, files: Record<string, Buffer>): Promi
 }
 
 /** A device on 1.0.0 firmware (the release rolled out), with the real sandbox over its apps. */
-async function makeDevice(): Promise<Device> {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-app-device-'));
-  scratchDirs.push(dir);
-  const slot = join(dir, 'slot-a');
-  copyFileSync(fleet.images['1.0.0']!.path, slot);
-  writeFileSync(join(dir, 'slot-b'), '');
-  mkdirSync(join(dir, 'boot'));
-  await new AbStateStore(join(dir, 'boot')).write({ committed: 'a', attempts: 0, attemptLimit: 3 });
-  mkdirSync(join(dir, 'data', 'edge'), { recursive: true });
-  writeFileSync(join(dir, 'fleet-token'), readFileSync(fleet.fleetTokenFile));
-  writeFileSync(join(dir, 'release.json'), JSON.stringify({ version: '1.0.0' }));
-  writeFileSync(join(dir, 'cmdline'), `root=${slot} edge.slot=a edge.trial=0\n`);
-  const apps = join(dir, 'data', 'edge', 'apps');
+async function makeDevice(): Promise<AppDevice> {
+  const files = await makeFileDevice(fleet);
+  const apps = join(files.data, 'apps');
   const registry = testRegistry({ dir: join(apps, 'current', 'modules') });
-  const rebootMarker = join(dir, 'rebooted');
-  const config = loadConfig({
-    env: {
-      EDGE_OTA_SERVER_URL: fleet.url,
-      EDGE_OTA_FLEET_TOKEN_FILE: join(dir, 'fleet-token'),
-      EDGE_OTA_DATA_DIR: join(dir, 'data', 'edge'),
-      EDGE_OTA_TRUSTED_ROOT_PATH: join(fleet.repo, 'metadata', '1.root.json'),
-      EDGE_OTA_RELEASE_FILE: join(dir, 'release.json'),
-      EDGE_OTA_BOARD: 'qemu',
-      EDGE_OTA_STANDBY_SLOT_PATH: join(dir, 'slot-b'),
-      EDGE_OTA_REBOOT_COMMAND: `touch ${rebootMarker}`,
-    },
-  });
   return {
-    dir,
+    ...files,
     apps,
     registry,
-    rebootMarker,
     async boot() {
-      const agent = await createUpdateAgent(config.ota, {
-        bootState: new BootState({
-          stateDir: join(dir, 'boot'),
-          commitMarker: join(dir, 'committed'),
-          cmdlinePath: join(dir, 'cmdline'),
-        }),
-        firmwareHash: new FirmwareHash(slot),
-        readiness: new Readiness(),
-        log: silentLog,
-        bucket: bandwidthBucket(0, 1 << 20),
+      const agent = await bootAgent(fleet, files, {
         activateApps: () => registry.reloadFromDirectory(),
       });
       await agent.load();
@@ -123,9 +87,7 @@ async function makeDevice(): Promise<Device> {
 }
 
 function appState(): AppInstallState {
-  return JSON.parse(
-    readFileSync(join(device.dir, 'data', 'edge', 'app-state.json'), 'utf8'),
-  ) as AppInstallState;
+  return JSON.parse(readFileSync(join(device.data, 'app-state.json'), 'utf8')) as AppInstallState;
 }
 
 function releaseFolders(): string[] {
@@ -138,13 +100,12 @@ async function callVersion(name: string): Promise<unknown> {
 
 test.before(async () => {
   fleet = await startFleet({ slotBytes: SLOT_BYTES, releases: [{ version: '1.0.0', files: {} }] });
-  scratchDirs.push(fleet.dir);
   device = await makeDevice();
 });
 test.after.always(async () => {
   await device?.registry.close();
   await fleet?.stop();
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+  if (fleet) rmSync(fleet.dir, { recursive: true, force: true });
 });
 
 test.serial('an app release installs and the next replaces it, without a reboot', async (t) => {
@@ -198,10 +159,7 @@ test.serial('an app release installs and the next replaces it, without a reboot'
     device.registry.list().some((module) => module.name === 'second'),
     'removed with it',
   );
-  const record = await deviceRecord(
-    fleet,
-    (await loadDeviceIdentity(join(device.dir, 'data', 'edge'))).deviceId,
-  );
+  const record = await deviceRecord(fleet, await deviceIdOf(device));
   t.like(record.lastCheckIn, { version: '1.0.0', app: { version: '1.2.0', state: 'installed' } });
   t.false(existsSync(device.rebootMarker));
 });
@@ -225,10 +183,7 @@ test.serial(
     t.deepEqual(releaseFolders(), ['1.1.0', '1.2.0', 'current']);
     t.is(await callVersion('probe'), 3, 'the previous release serves again');
     t.deepEqual(appState().failedVersions, ['1.3.0']);
-    const record = await deviceRecord(
-      fleet,
-      (await loadDeviceIdentity(join(device.dir, 'data', 'edge'))).deviceId,
-    );
+    const record = await deviceRecord(fleet, await deviceIdOf(device));
     t.like(record.lastCheckIn, { app: { state: 'rolled-back', targetVersion: '1.3.0' } });
 
     await agent.cycle();
@@ -274,7 +229,7 @@ test.serial(
     // Cut after `current` switched to 1.2.0 from 1.1.0, before activation finished.
     const state = appState();
     writeFileSync(
-      join(device.dir, 'data', 'edge', 'app-state.json'),
+      join(device.data, 'app-state.json'),
       JSON.stringify({
         ...state,
         installed: '1.1.0',

@@ -1,15 +1,31 @@
 import { execFileSync } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { sha256OfFile } from '@edge/formats';
+import { AbStateStore, sha256OfFile } from '@edge/formats';
 import { runCli } from '@edge/ota-server';
 import { freePort } from '../../../bench/lib/http-load.js';
+import { BootState } from '../../src/boot-state.js';
+import { loadConfig } from '../../src/config.js';
+import { FirmwareHash } from '../../src/firmware-hash.js';
+import type { AppActivation } from '../../src/ota/app-installer.js';
+import { bandwidthBucket, createUpdateAgent } from '../../src/ota/create-agent.js';
+import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
+import { Readiness } from '../../src/readiness.js';
+import { seededBytes } from './seeded.js';
 
-// The real update server for the agent's fault tests: a TUF repository made and served by
-// ota-server's own command line in the test's process, with releases of small ext4 slots.
+// The real update server for the agent's tests: a TUF repository made and served by
+// ota-server's own command line in the test's process, with releases of small ext4 slots;
+// and devices whose slots, boot partition and /data are files in a folder.
 
 /** Runs an ota-server command in this process; a non-zero exit throws with what it printed. */
 export async function otaServer(args: string[], stopSignal?: Promise<string>): Promise<string> {
@@ -27,14 +43,6 @@ export async function otaServer(args: string[], stopSignal?: Promise<string>): P
     throw new Error(`ota-server ${args[0]} exited with ${code}: ${Buffer.concat(err).toString()}`);
   }
   return Buffer.concat(out).toString();
-}
-
-/** Incompressible bytes that are the same at every run: an AES-CTR keystream keyed by a label. */
-export function seededBytes(label: string, length: number): Buffer {
-  const key = createHash('sha256').update(label).digest();
-  return createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16)).update(
-    Buffer.alloc(length),
-  );
 }
 
 /** A deterministic ext4 slot image of `slotBytes` holding a release file and the given files. */
@@ -77,6 +85,7 @@ export interface FleetOptions {
 }
 
 export interface Fleet {
+  /** Scratch folder of the fleet and its devices. */
   dir: string;
   repo: string;
   url: string;
@@ -200,4 +209,117 @@ export async function deviceRecord(
   });
   if (!response.ok) throw new Error(`operator API: HTTP ${response.status} for ${deviceId}`);
   return (await response.json()) as { lastCheckIn: Record<string, unknown> };
+}
+
+/** The update server's device id of a device, as its agent made it on first start. */
+export async function deviceIdOf(device: FileDevice): Promise<string> {
+  return (await loadDeviceIdentity(device.data)).deviceId;
+}
+
+export type Slot = 'a' | 'b';
+
+export interface FileDevice {
+  dir: string;
+  /** Partitions twice the image's size; the zeros past what is written are holes, not writes. */
+  slots: Record<Slot, string>;
+  /** The boot partition's folder: the A/B flags. */
+  bootPartition: string;
+  /** The agent's data folder: its state, downloads and app releases. */
+  data: string;
+  fleetTokenFile: string;
+  /** Touched by the reboot command. */
+  rebootMarker: string;
+}
+
+/**
+ * A device in a folder of the fleet's (removed with it): slot a holds the first release and is
+ * committed, slot b is an empty partition, or `standby` when the test made its own.
+ */
+export async function makeFileDevice(
+  fleet: Fleet,
+  options: { standby?: string } = {},
+): Promise<FileDevice> {
+  const dir = mkdtempSync(join(fleet.dir, 'device-'));
+  const partitionBytes = 2 * fleet.slotBytes;
+  const slots = { a: join(dir, 'slot-a'), b: options.standby ?? join(dir, 'slot-b') };
+  copyFileSync(Object.values(fleet.images)[0]!.path, slots.a);
+  truncateSync(slots.a, partitionBytes);
+  if (!options.standby) {
+    writeFileSync(slots.b, '');
+    truncateSync(slots.b, partitionBytes);
+  }
+  const bootPartition = join(dir, 'boot');
+  mkdirSync(bootPartition);
+  await new AbStateStore(bootPartition).write({ committed: 'a', attempts: 0, attemptLimit: 3 });
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  const fleetTokenFile = join(dir, 'fleet-token');
+  writeFileSync(fleetTokenFile, readFileSync(fleet.fleetTokenFile));
+  return { dir, slots, bootPartition, data, fleetTokenFile, rebootMarker: join(dir, 'rebooted') };
+}
+
+/** The release a slot file holds, found the way the device sees it: by its image's hash. */
+export async function releaseIn(fleet: Fleet, slotFile: string): Promise<string> {
+  const sha = await sha256OfFile(slotFile, fleet.slotBytes);
+  const found = Object.entries(fleet.images).find(([, image]) => image.sha256 === sha);
+  if (!found) throw new Error(`${slotFile} holds no published image`);
+  return found[0];
+}
+
+/** What U-Boot leaves for the running system: the slot's release file and the command line. */
+export function bootSlot(device: FileDevice, slot: Slot, version: string, trial: boolean): void {
+  writeFileSync(join(device.dir, 'release.json'), JSON.stringify({ version }));
+  writeFileSync(
+    join(device.dir, 'cmdline'),
+    `root=${device.slots[slot]} edge.slot=${slot} edge.trial=${trial ? 1 : 0}\n`,
+  );
+}
+
+/** The agent's settings (EDGE_OTA_*) for a device booted from `slot`. */
+export function agentEnv(fleet: Fleet, device: FileDevice, slot: Slot): Record<string, string> {
+  return {
+    EDGE_OTA_SERVER_URL: fleet.url,
+    EDGE_OTA_FLEET_TOKEN_FILE: device.fleetTokenFile,
+    EDGE_OTA_DATA_DIR: device.data,
+    EDGE_OTA_TRUSTED_ROOT_PATH: join(fleet.repo, 'metadata', '1.root.json'),
+    EDGE_OTA_RELEASE_FILE: join(device.dir, 'release.json'),
+    EDGE_OTA_BOARD: 'qemu',
+    EDGE_OTA_STANDBY_SLOT_PATH: slot === 'a' ? device.slots.b : device.slots.a,
+    EDGE_OTA_REBOOT_COMMAND: `touch ${device.rebootMarker}`,
+  };
+}
+
+export type UpdateAgent = Awaited<ReturnType<typeof createUpdateAgent>>;
+
+const silentLog = { info: () => {}, warn: () => {}, error: () => {} };
+
+/**
+ * The update agent in this process, as the edge server assembles it, on a device that U-Boot
+ * booted from `slot` (a and no trial by default); `env` adds to or overrides agentEnv.
+ */
+export async function bootAgent(
+  fleet: Fleet,
+  device: FileDevice,
+  options: {
+    slot?: Slot;
+    trial?: boolean;
+    env?: Record<string, string>;
+    activateApps?: () => Promise<AppActivation>;
+  } = {},
+): Promise<UpdateAgent> {
+  const { slot = 'a', trial = false, env = {}, activateApps } = options;
+  bootSlot(device, slot, await releaseIn(fleet, device.slots[slot]), trial);
+  const config = loadConfig({ env: { ...agentEnv(fleet, device, slot), ...env } });
+  return createUpdateAgent(config.ota, {
+    bootState: new BootState({
+      stateDir: device.bootPartition,
+      commitMarker: join(device.dir, 'committed'),
+      cmdlinePath: join(device.dir, 'cmdline'),
+    }),
+    firmwareHash: new FirmwareHash(device.slots[slot]),
+    readiness: new Readiness(),
+    log: silentLog,
+    bucket: bandwidthBucket(0, 1 << 20),
+    activateApps,
+  });
 }

@@ -1,9 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import {
-  copyFileSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -13,21 +11,22 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AbStateStore, sha256OfFile } from '@edge/formats';
-import { BootState } from '../../src/boot-state.js';
-import { loadConfig } from '../../src/config.js';
-import { FirmwareHash } from '../../src/firmware-hash.js';
-import { bandwidthBucket, createUpdateAgent } from '../../src/ota/create-agent.js';
-import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
 import { explainSlotWriteError, SlotWriteError } from '../../src/ota/slot-writer.js';
-import { Readiness } from '../../src/readiness.js';
-import { deviceRecord, seededBytes, startFleet, type Fleet } from './fleet.js';
+import {
+  bootAgent,
+  deviceIdOf,
+  deviceRecord,
+  makeFileDevice,
+  startFleet,
+  type Fleet,
+} from './fleet.js';
+import { seededBytes } from './seeded.js';
 
 // A standby slot that cannot take the image: a partition smaller than it, or a file-backed
 // slot on a full filesystem. The update fails with a reason that says so, the server hears
 // it, and neither the boot flags nor the running slot change.
 
 const SLOT_BYTES = 4 * 1024 * 1024;
-const silentLog = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** A 2 MiB tmpfs to fill, when this process may mount one (root, and a mount namespace that allows it). */
 function mountSmallTmpfs(): { path: string } | { reason: string } {
@@ -76,51 +75,21 @@ test.after.always(async () => {
 
 /** A device running 1.0.0 from slot a, whose standby slot b is `standby` (made by the caller). */
 async function makeDevice(standby: string) {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-device-'));
-  scratchDirs.push(dir);
-  const running = join(dir, 'slot-a');
-  copyFileSync(fleet.images['1.0.0']!.path, running);
-  truncateSync(running, 2 * SLOT_BYTES);
-  const boot = join(dir, 'boot');
-  mkdirSync(boot);
-  await new AbStateStore(boot).write({ committed: 'a', attempts: 0, attemptLimit: 3 });
-  writeFileSync(join(dir, 'fleet-token'), readFileSync(fleet.fleetTokenFile));
-  writeFileSync(join(dir, 'release.json'), JSON.stringify({ version: '1.0.0' }));
-  writeFileSync(join(dir, 'cmdline'), `root=${running} edge.slot=a edge.trial=0\n`);
-  const config = loadConfig({
-    env: {
-      EDGE_OTA_SERVER_URL: fleet.url,
-      EDGE_OTA_FLEET_TOKEN_FILE: join(dir, 'fleet-token'),
-      EDGE_OTA_DATA_DIR: join(dir, 'data'),
-      EDGE_OTA_TRUSTED_ROOT_PATH: join(fleet.repo, 'metadata', '1.root.json'),
-      EDGE_OTA_RELEASE_FILE: join(dir, 'release.json'),
-      EDGE_OTA_BOARD: 'qemu',
-      EDGE_OTA_STANDBY_SLOT_PATH: standby,
-      EDGE_OTA_REBOOT_COMMAND: `touch ${join(dir, 'rebooted')}`,
-    },
-  });
-  const agent = await createUpdateAgent(config.ota, {
-    bootState: new BootState({
-      stateDir: boot,
-      commitMarker: join(dir, 'committed'),
-      cmdlinePath: join(dir, 'cmdline'),
-    }),
-    firmwareHash: new FirmwareHash(running),
-    readiness: new Readiness(),
-    log: silentLog,
-    bucket: bandwidthBucket(0, 1 << 20),
-  });
+  const device = await makeFileDevice(fleet, { standby });
+  const agent = await bootAgent(fleet, device);
   return {
     agent,
-    running,
-    flags: new AbStateStore(boot),
+    running: device.slots.a,
+    flags: new AbStateStore(device.bootPartition),
     /** Both copies of the A/B state, byte for byte. */
     flagBytes: () =>
-      ['abstate1.env', 'abstate2.env'].map((name) => readFileOrNothing(join(boot, name))),
-    rebooted: () => existsSync(join(dir, 'rebooted')),
-    deviceId: async () => (await loadDeviceIdentity(join(dir, 'data'))).deviceId,
+      ['abstate1.env', 'abstate2.env'].map((name) =>
+        readFileOrNothing(join(device.bootPartition, name)),
+      ),
+    rebooted: () => existsSync(device.rebootMarker),
+    deviceId: () => deviceIdOf(device),
     otaState: () =>
-      JSON.parse(readFileSync(join(dir, 'data', 'ota-state.json'), 'utf8')) as {
+      JSON.parse(readFileSync(join(device.data, 'ota-state.json'), 'utf8')) as {
         deltaRefusedVersions: string[];
       },
   };

@@ -1,11 +1,6 @@
 import test from 'ava';
-import {
-  EDGE,
-  RecordingHost,
-  buildExample,
-  checkBuiltModule,
-  type BuiltExample,
-} from './module-host.js';
+import { EdgeError } from '../../src/sandbox/wasm-abi.js';
+import { RecordingHost, buildExample, checkBuiltModule, type BuiltExample } from './module-host.js';
 
 let built: BuiltExample;
 
@@ -67,8 +62,8 @@ test('a lower level and a pattern select other lines', async (t) => {
     { level: 0, text: 'DEBUG polling hwmon0' },
     { level: 3, text: 'ERROR: sensor hwmon0 timed out' },
   ]);
-  t.is(setMinLevel(4), EDGE.EINVAL);
-  t.is(setMinLevel(-1), EDGE.EINVAL);
+  t.is(setMinLevel(4), EdgeError.EINVAL);
+  t.is(setMinLevel(-1), EdgeError.EINVAL);
   t.is(setPattern(''), 0);
   t.is(filter(LOG), 8, 'every line with text');
 });
@@ -115,8 +110,8 @@ test('a line that is not UTF-8 is skipped; a quota error stops the filter', asyn
   ]);
   t.is(filter(input), 1);
   t.deepEqual(host.logs, [{ level: 3, text: 'ERROR good' }]);
-  host.logResult = EDGE.EQUOTA;
-  t.is(filter(LOG), EDGE.EQUOTA);
+  host.logResult = EdgeError.EQUOTA;
+  t.is(filter(LOG), EdgeError.EQUOTA);
 });
 
 test('many calls with input stay within the memory maximum (input buffers are freed)', async (t) => {

@@ -6,17 +6,19 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MODULES_OUT, buildModules, declaredMemoryMaximum } from '../../build.js';
-
-/** The ABI's error codes (app/sdk/README.md). */
-export const EDGE = {
-  EINVAL: -1,
-  EUTF8: -2,
-  ETOOBIG: -3,
-  EDENIED: -4,
-  EIO: -5,
-  ESCHEMA: -6,
-  EQUOTA: -7,
-} as const;
+import {
+  ALLOC_EXPORT,
+  EdgeError,
+  HOST_FUNCTIONS,
+  HOST_MODULE,
+  LOG_LEVELS,
+  LOG_MAX_BYTES,
+  MEMORY_EXPORT,
+  SENSOR_PATH_MAX_BYTES,
+  SENSOR_READ_MAX_BYTES,
+  UPLINK_MAX_BYTES,
+  WASM_PAGE_BYTES,
+} from '../../src/sandbox/wasm-abi.js';
 
 export interface Manifest {
   name: string;
@@ -110,8 +112,8 @@ export class RecordingHost {
   }
 
   async instantiate(module: WebAssembly.Module): Promise<WebAssembly.Instance> {
-    const instance = await WebAssembly.instantiate(module, { env: this.imports() });
-    this.memory = instance.exports.memory as WebAssembly.Memory;
+    const instance = await WebAssembly.instantiate(module, { [HOST_MODULE]: this.imports() });
+    this.memory = instance.exports[MEMORY_EXPORT] as WebAssembly.Memory;
     return instance;
   }
 
@@ -119,63 +121,65 @@ export class RecordingHost {
   callWithInput(instance: WebAssembly.Instance, fn: string, input: Uint8Array | string): number {
     const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : input;
     const exports = instance.exports as Record<string, (...args: number[]) => number>;
-    const ptr = exports.edge_alloc!(bytes.length);
+    const ptr = exports[ALLOC_EXPORT]!(bytes.length);
     new Uint8Array(this.memory!.buffer, ptr, bytes.length).set(bytes);
     return exports[fn]!(ptr, bytes.length);
   }
 
   private bytes(ptr: number, len: number): Uint8Array | number {
     const size = this.memory!.buffer.byteLength;
-    if (ptr < 0 || len < 0 || ptr + len > size) return EDGE.EINVAL;
+    if (ptr < 0 || len < 0 || ptr + len > size) return EdgeError.EINVAL;
     return new Uint8Array(this.memory!.buffer, ptr, len);
   }
 
   private text(ptr: number, len: number, limit: number): string | number {
-    if (len > limit) return EDGE.ETOOBIG;
+    if (len > limit) return EdgeError.ETOOBIG;
     const bytes = this.bytes(ptr, len);
     if (typeof bytes === 'number') return bytes;
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
-      return EDGE.EUTF8;
+      return EdgeError.EUTF8;
     }
   }
 
   private imports() {
     return {
       edge_log: (level: number, ptr: number, len: number): number => {
-        if (!this.manifest.capabilities.log) return EDGE.EDENIED;
-        if (level < 0 || level > 3) return EDGE.EINVAL;
-        const text = this.text(ptr, len, 1024);
+        if (!this.manifest.capabilities.log) return EdgeError.EDENIED;
+        if (level < 0 || level >= LOG_LEVELS.length) return EdgeError.EINVAL;
+        const text = this.text(ptr, len, LOG_MAX_BYTES);
         if (typeof text === 'number') return text;
         this.logs.push({ level, text });
         return this.logResult;
       },
       get_sensor: (pathPtr: number, pathLen: number, outPtr: number, outCap: number): number => {
-        const path = this.text(pathPtr, pathLen, 256);
+        const path = this.text(pathPtr, pathLen, SENSOR_PATH_MAX_BYTES);
         if (typeof path === 'number') return path;
         this.sensorReads.push(path);
-        if (!this.manifest.capabilities.sensors.includes(path)) return EDGE.EDENIED;
+        if (!this.manifest.capabilities.sensors.includes(path)) return EdgeError.EDENIED;
         const value = this.sensors[path];
-        if (value === undefined) return EDGE.EIO;
+        if (value === undefined) return EdgeError.EIO;
         if (typeof value === 'number') return value;
         const out = this.bytes(outPtr, outCap);
         if (typeof out === 'number') return out;
-        const content = new TextEncoder().encode(value).subarray(0, Math.min(outCap, 4096));
+        const content = new TextEncoder()
+          .encode(value)
+          .subarray(0, Math.min(outCap, SENSOR_READ_MAX_BYTES));
         out.set(content);
         return content.length;
       },
       post_uplink: (ptr: number, len: number): number => {
-        if (!this.validateUplink) return EDGE.EDENIED;
-        const json = this.text(ptr, len, 16384);
+        if (!this.validateUplink) return EdgeError.EDENIED;
+        const json = this.text(ptr, len, UPLINK_MAX_BYTES);
         if (typeof json === 'number') return json;
         let payload: unknown;
         try {
           payload = JSON.parse(json);
         } catch {
-          return EDGE.ESCHEMA;
+          return EdgeError.ESCHEMA;
         }
-        if (!this.validateUplink(payload)) return EDGE.ESCHEMA;
+        if (!this.validateUplink(payload)) return EdgeError.ESCHEMA;
         this.uplinks.push(json);
         return 0;
       },
@@ -184,7 +188,7 @@ export class RecordingHost {
 }
 
 /** The only imports the ABI allows (as functions from env). */
-export const ABI_IMPORT_NAMES = ['edge_log', 'get_sensor', 'post_uplink'];
+const ABI_IMPORT_NAMES: string[] = Object.keys(HOST_FUNCTIONS);
 
 /** The ABI's rules for a built module: imports, memory, manifest, hash. */
 export async function checkBuiltModule(
@@ -196,22 +200,22 @@ export async function checkBuiltModule(
   const imports = WebAssembly.Module.imports(built.module);
   t.deepEqual(
     imports.map((entry) => `${entry.module}.${entry.name}:${entry.kind}`).sort(),
-    expectedImports.map((importName) => `env.${importName}:function`).sort(),
+    expectedImports.map((importName) => `${HOST_MODULE}.${importName}:function`).sort(),
     'imports exactly the host functions it uses, nothing else (no env.abort, seed, trace)',
   );
   t.true(expectedImports.every((importName) => ABI_IMPORT_NAMES.includes(importName)));
   t.true(
     WebAssembly.Module.exports(built.module).some(
-      (entry) => entry.name === 'memory' && entry.kind === 'memory',
+      (entry) => entry.name === MEMORY_EXPORT && entry.kind === 'memory',
     ),
   );
   const maximumPages = declaredMemoryMaximum(built.wasm);
   t.is(typeof maximumPages, 'number', 'memory declares a maximum');
-  t.true(maximumPages! * 65536 <= built.manifest.quotas.memoryBytes);
+  t.true(maximumPages! * WASM_PAGE_BYTES <= built.manifest.quotas.memoryBytes);
   // V8 enforces the declared maximum: growing to it works, one page past it does not.
   const instance = await new RecordingHost(built.manifest).instantiate(built.module);
-  const memory = instance.exports.memory as WebAssembly.Memory;
-  memory.grow(maximumPages! - memory.buffer.byteLength / 65536);
+  const memory = instance.exports[MEMORY_EXPORT] as WebAssembly.Memory;
+  memory.grow(maximumPages! - memory.buffer.byteLength / WASM_PAGE_BYTES);
   t.throws(() => memory.grow(1), { instanceOf: RangeError });
 
   const m = built.manifest;

@@ -1,6 +1,6 @@
 import test from 'ava';
+import { EdgeError } from '../../src/sandbox/wasm-abi.js';
 import {
-  EDGE,
   RecordingHost,
   buildExample,
   checkBuiltModule,
@@ -45,8 +45,8 @@ test('a temperature below zero is uplinked as a negative number', async (t) => {
 
 test('an error from get_sensor is logged and returned, and nothing is uplinked', async (t) => {
   for (const [code, name] of [
-    [EDGE.EIO, 'EDGE_EIO'],
-    [EDGE.EDENIED, 'EDGE_EDENIED'],
+    [EdgeError.EIO, 'EDGE_EIO'],
+    [EdgeError.EDENIED, 'EDGE_EDENIED'],
   ] as const) {
     const { host, result } = await sampleWith(code);
     t.is(result, code);
@@ -57,14 +57,14 @@ test('an error from get_sensor is logged and returned, and nothing is uplinked',
 
 test('a sensor value that is not a number is logged and refused', async (t) => {
   const { host, result } = await sampleWith('n/a\n');
-  t.is(result, EDGE.EINVAL);
+  t.is(result, EdgeError.EINVAL);
   t.deepEqual(host.uplinks, []);
   t.deepEqual(host.logs, [{ level: 3, text: `${SENSOR} is not a number: n/a` }]);
 });
 
 test('an uplink the schema refuses is logged and its error returned', async (t) => {
   const { host, result } = await sampleWith('2000000\n'); // over the schema's maximum
-  t.is(result, EDGE.ESCHEMA);
+  t.is(result, EdgeError.ESCHEMA);
   t.deepEqual(host.uplinks, []);
   t.deepEqual(host.logs, [{ level: 3, text: 'uplink refused: EDGE_ESCHEMA' }]);
 });

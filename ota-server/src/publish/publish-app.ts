@@ -8,7 +8,6 @@ import {
   appIndexTargetName,
   checkAppFilePath,
   encodeAppIndex,
-  TargetNameError,
   type AppIndexFile,
 } from '@edge/formats';
 import { publishedApps } from '../repository/published-apps.js';
@@ -19,7 +18,8 @@ import {
   type OperationOptions,
 } from '../tuf/index.js';
 import { PublishError } from './errors.js';
-import { compareSemver, newestFirst, parseSemver } from './semver.js';
+import { checkBoardAndVersion, checkNewer } from './release-version.js';
+import { newestFirst } from './semver.js';
 
 export interface PublishAppOptions {
   repoDir: string;
@@ -44,30 +44,8 @@ export interface PublishAppResult extends AddTargetsResult {
  */
 export async function publishAppRelease(options: PublishAppOptions): Promise<PublishAppResult> {
   const { repoDir, board, version, folder } = options;
-  let indexTarget: string;
-  try {
-    indexTarget = appIndexTargetName(board, version);
-  } catch (error) {
-    if (!(error instanceof TargetNameError)) throw error;
-    throw new PublishError(
-      /^board/.test(error.message) ? 'BOARD_INVALID' : 'VERSION_INVALID',
-      error.message,
-    );
-  }
-  const semver = parseSemver(version);
-  if (!semver) {
-    throw new PublishError(
-      'VERSION_INVALID',
-      `version '${version}': not a semantic version (MAJOR.MINOR.PATCH, like 1.4.0 or 2.0.0-rc.1)`,
-    );
-  }
-  const newest = newestFirst(await publishedApps(repoDir, board))[0];
-  if (newest && compareSemver(semver, parseSemver(newest.version)!) <= 0) {
-    throw new PublishError(
-      'VERSION_NOT_NEWER',
-      `app version ${version} is not newer than ${newest.version}, board ${board}'s newest app release`,
-    );
-  }
+  const indexTarget = checkBoardAndVersion(version, () => appIndexTargetName(board, version));
+  checkNewer('app release', board, version, newestFirst(await publishedApps(repoDir, board))[0]);
   const found = await releaseFiles(folder);
 
   const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'ota-publish-app-'));

@@ -1,20 +1,19 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TargetNameError } from '@edge/formats';
 import { publishedImages } from '../repository/published-images.js';
 import {
   addTargets,
   deltaTargetName,
   imageTargetName,
-  TufRepositoryError,
   type AddTargetsResult,
   type NewTarget,
   type OperationOptions,
 } from '../tuf/index.js';
 import { defaultDeltaMaker, type DeltaMaker, type DeltaProgress } from './delta-maker.js';
 import { PublishError } from './errors.js';
-import { compareSemver, newestFirst, parseSemver } from './semver.js';
+import { checkBoardAndVersion, checkNewer } from './release-version.js';
+import { newestFirst } from './semver.js';
 import { checkSlotImage } from './slot-image-check.js';
 
 export const DEFAULT_DELTA_COUNT = 2;
@@ -65,33 +64,11 @@ export async function publishRelease(options: PublishOptions): Promise<PublishRe
   const deltaCount = options.deltaCount ?? DEFAULT_DELTA_COUNT;
   const makeDelta = options.makeDelta ?? defaultDeltaMaker;
   const progress = options.onProgress ?? (() => undefined);
-  let imageTarget: string;
-  try {
-    imageTarget = imageTargetName(board, version);
-  } catch (error) {
-    if (!(error instanceof TargetNameError || error instanceof TufRepositoryError)) throw error;
-    throw new PublishError(
-      /^board/.test(error.message) ? 'BOARD_INVALID' : 'VERSION_INVALID',
-      error.message,
-    );
-  }
-  const semver = parseSemver(version);
-  if (!semver) {
-    throw new PublishError(
-      'VERSION_INVALID',
-      `version '${version}': not a semantic version (MAJOR.MINOR.PATCH, like 1.4.0 or 2.0.0-rc.1)`,
-    );
-  }
+  const imageTarget = checkBoardAndVersion(version, () => imageTargetName(board, version));
   const imageBytes = await checkSlotImage(imagePath);
 
   const previous = newestFirst(await publishedImages(repoDir, board));
-  const newest = previous[0];
-  if (newest && compareSemver(semver, parseSemver(newest.version)!) <= 0) {
-    throw new PublishError(
-      'VERSION_NOT_NEWER',
-      `version ${version} is not newer than ${newest.version}, board ${board}'s newest release`,
-    );
-  }
+  checkNewer('release', board, version, previous[0]);
   const sources = options.deltaFrom
     ? options.deltaFrom.map((from) => {
         const source = previous.find((image) => image.version === from);
