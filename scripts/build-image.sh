@@ -181,7 +181,9 @@ cp -a "$STAGE"/usr/lib/aarch64-linux-gnu/libstdc++.so.6* "$TREE/lib/aarch64-linu
 ln -s aarch64-linux-gnu/ld-linux-aarch64.so.1 "$TREE/lib/ld-linux-aarch64.so.1"
 install -m 0755 "$WORK/node/package/bin/node" "$TREE/usr/bin/node"
 NODE_VERSION=$(node -p 'require(process.argv[1]).version' "$WORK/node/package/package.json")
-install -m 0644 "$STAGE/boot/vmlinuz-$KERNEL_VERSION" "$TREE/boot/Image"
+# gzip: the boot loader reads a third of the bytes (an SD card is slow), booti inflates it.
+gzip -9n <"$STAGE/boot/vmlinuz-$KERNEL_VERSION" >"$TREE/boot/Image.gz"
+chmod 0644 "$TREE/boot/Image.gz"
 install -m 0644 "$WORK/initrd.img" "$TREE/boot/initrd.img"
 copy_modules "$TREE" "$ROOT/board/common/rootfs/etc/modules"
 cp -a "$ROOT/board/common/rootfs/." "$TREE/"
@@ -232,6 +234,13 @@ for copy in 1 2; do
   mkenvimage -p 0 -s 0x1000 -o "$BOOTFILES/abstate$copy.env" "$ROOT/bootloader/uboot-env/abstate.defaults"
 done
 cp "$WORK/rootfs.ext4" "$BOOTFILES/rootfs.ext4"
+# The Pi's U-Boot environment: its compiled-in defaults with board/rpi4/uboot-env.txt applied.
+node "$ROOT/scripts/lib/uboot-default-env.mjs" "$STAGE/usr/lib/u-boot/rpi_arm64/u-boot.bin" |
+  awk -F= 'NR == FNR { if (!/^#/ && NF) { keys[++n] = $1; set[$1] = $0 } next }
+    $1 in set { print set[$1]; done[$1] = 1; next } { print }
+    END { for (i = 1; i <= n; i++) if (!(keys[i] in done)) print set[keys[i]] }' \
+    "$ROOT/board/rpi4/uboot-env.txt" - >"$WORK/uboot-env.txt"
+mkenvimage -p 0 -s 0x4000 -o "$BOOTFILES/uboot.env" "$WORK/uboot-env.txt" # CONFIG_ENV_SIZE of rpi_arm64
 cp "$STAGE/usr/lib/raspi-firmware/start4.elf" "$STAGE/usr/lib/raspi-firmware/fixup4.dat" \
   "$STAGE/usr/lib/u-boot/rpi_arm64/u-boot.bin" \
   "$STAGE/usr/lib/linux-image-$KERNEL_VERSION/broadcom/bcm2711-rpi-4-b.dtb" \

@@ -29,8 +29,14 @@ for package in "${packages[@]}"; do
     missing+=("$package")
 done
 
-if ((${#missing[@]})); then
-  echo "install-deps: installing Debian packages: ${missing[*]}" >&2
+# QEMU 10 from bookworm-backports: bookworm's QEMU 7.2 has no raspi4b board (the Pi 4 tests).
+backports=/etc/apt/sources.list.d/bookworm-backports.sources
+qemu_backports=0
+qemu-system-aarch64 -M help 2>/dev/null | grep -q '^raspi4b ' || qemu_backports=1
+
+if ((${#missing[@]} || qemu_backports)); then
+  ((qemu_backports)) && echo "install-deps: installing QEMU 10 from bookworm-backports" >&2
+  ((${#missing[@]})) && echo "install-deps: installing Debian packages: ${missing[*]}" >&2
   sudo=()
   if ((EUID != 0)); then
     command -v sudo >/dev/null || {
@@ -40,8 +46,16 @@ if ((${#missing[@]})); then
     sudo=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if ((qemu_backports)) && [[ ! -f $backports ]]; then
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+      "${sudo[@]}" tee "$backports" >/dev/null
+  fi
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((${#missing[@]})) && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if ((qemu_backports)); then
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-arm >/dev/null
+  fi
 fi
 
 # U-Boot's own fw_printenv/fw_setenv, which Debian does not ship: built once, then cached.

@@ -73,18 +73,33 @@ fi
 if test "${devtype}" = "virtio"; then
   setenv ab_console ttyAMA0
 else
-  setenv ab_console ttyS0,115200
+  setenv ab_console ttyS1,115200
 fi
-# The device tree: the one the firmware (Pi) or QEMU handed to U-Boot.
+# The device tree: by default the one the firmware handed to U-Boot (${fdt_addr}). On the Pi
+# it has been completed already (memory, MAC and serial numbers, config.txt's overlays and
+# settings), which a DTB from the slot would lose; QEMU virt makes its own (${fdtcontroladdr}).
+# A slot that carries /boot/dtbs/${fdtfile} (the Pi's U-Boot names its board's DTB there) is
+# booted with that one instead: a release whose kernel needs a newer device tree says so.
 if test -n "${fdt_addr}"; then
-  setenv ab_fdt ${fdt_addr}
+  setenv ab_board_fdt ${fdt_addr}
 else
-  setenv ab_fdt ${fdtcontroladdr}
+  setenv ab_board_fdt ${fdtcontroladdr}
+fi
+# Test harnesses only: an emulator lacks parts of the real board, so a test copy of the image
+# carries edge-test.scr on p1 to edit ${ab_fdt} and ${bootargs} just before booti. Shipped
+# images have none (test/integration/rpi4.test.ts checks).
+setenv ab_pick_fdt 'setenv ab_fdt ${ab_board_fdt}; if test -n "${fdtfile}" && test -e ${ab_disk}:${ab_part} /boot/dtbs/${fdtfile}; then ext4load ${ab_disk}:${ab_part} ${fdt_addr_r} /boot/dtbs/${fdtfile} && setenv ab_fdt ${fdt_addr_r}; fi; if test -e ${ab_disk}:1 edge-test.scr; then echo "edge-boot: running the test harness script edge-test.scr"; fatload ${ab_disk}:1 ${scriptaddr} edge-test.scr && source ${scriptaddr}; fi'
+
+# The kernel is gzip-compressed (Image.gz, a third of the bytes to read from an SD card):
+# booti inflates it in a scratch area 64 MiB past kernel_addr_r, clear of the initrd and the
+# device trees on both boards (Pi: 0x4080000; QEMU virt: 0x44400000), then moves it back.
+if test -z "${kernel_comp_addr_r}"; then
+  setexpr kernel_comp_addr_r ${kernel_addr_r} + 0x4000000
 fi
 
 # Boot the chosen slot. A trial slot that cannot even be loaded reboots: the attempt is
 # counted already. A committed slot that cannot be loaded gives way to the other one.
-setenv ab_boot_slot 'if test "${ab_slot}" = "b"; then setenv ab_part 3; else setenv ab_part 2; fi; part uuid ${ab_disk}:${ab_part} ab_partuuid; if ext4load ${ab_disk}:${ab_part} ${kernel_addr_r} /boot/Image && ext4load ${ab_disk}:${ab_part} ${ramdisk_addr_r} /boot/initrd.img; then setenv bootargs "console=${ab_console} root=PARTUUID=${ab_partuuid} ro panic=5 edge.slot=${ab_slot} edge.trial=${ab_trial}"; echo "edge-boot: booting slot ${ab_slot}"; booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${ab_fdt}; fi; echo "edge-boot: cannot boot slot ${ab_slot}"'
+setenv ab_boot_slot 'if test "${ab_slot}" = "b"; then setenv ab_part 3; else setenv ab_part 2; fi; part uuid ${ab_disk}:${ab_part} ab_partuuid; if ext4load ${ab_disk}:${ab_part} ${kernel_addr_r} /boot/Image.gz && setenv kernel_comp_size ${filesize} && ext4load ${ab_disk}:${ab_part} ${ramdisk_addr_r} /boot/initrd.img && setenv ab_initrd_size ${filesize}; then setenv bootargs "console=${ab_console} root=PARTUUID=${ab_partuuid} ro panic=5 edge.slot=${ab_slot} edge.trial=${ab_trial}"; run ab_pick_fdt; echo "edge-boot: booting slot ${ab_slot}"; booti ${kernel_addr_r} ${ramdisk_addr_r}:${ab_initrd_size} ${ab_fdt}; fi; echo "edge-boot: cannot boot slot ${ab_slot}"'
 run ab_boot_slot
 if test "${ab_trial}" = "1"; then
   reset

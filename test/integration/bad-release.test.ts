@@ -9,7 +9,7 @@ const ATTEMPT_LIMIT = 2;
 
 scenario(
   'bad releases: an unhealthy v3 and a panicking v3′ fall back to v2, are reported, and are not tried again',
-  15,
+  25,
   async (t, say) => {
     const { fleet, releases } = prepareScenarioFleet(t);
     const v2 = releases.v2;
@@ -38,7 +38,7 @@ scenario(
       server.rollout(release.version);
       say(`roll-out of ${release.version}`);
       const ota = await watchOta(device, failedWith(release.version), {
-        timeoutMs: 360_000,
+        timeoutMs: 600_000,
         onEvent: say,
       });
       const printed = device.console.slice(from);

@@ -1,0 +1,8 @@
+// The Pi 4 SD card on QEMU's raspi4b (npm run test:rpi4): one device at a time.
+import base from './ava.config.js';
+
+export default {
+  ...base,
+  files: ['test/integration/rpi4*.test.ts'],
+  timeout: '10m',
+};
