@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConsoleText } from './serial-console.js';
 
 /** Stock U-Boot for the QEMU virt board, from Debian's u-boot-qemu. */
 export const QEMU_UBOOT = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
@@ -17,9 +18,6 @@ export interface QemuDeviceOptions {
   onConsole?: (text: string) => void;
 }
 
-// eslint-disable-next-line no-control-regex
-const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g;
-
 /**
  * The QEMU virt board booting a disk image with the stock U-Boot, its serial console on a
  * pseudo-terminal and the edge server's port forwarded to 127.0.0.1.
@@ -27,17 +25,18 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g;
 export class QemuDevice {
   readonly hostPort: number;
   #pty: IPty | undefined;
-  #console = '';
   #exited: Promise<number> | undefined;
-  #waiters = new Set<() => void>();
   /** QEMU's human monitor, on a socket: the test's hand on the network cable. */
   readonly #monitorDir = mkdtempSync(join(tmpdir(), 'edge-qemu-monitor-'));
+
+  readonly #console: ConsoleText;
 
   private constructor(
     private readonly options: QemuDeviceOptions,
     hostPort: number,
   ) {
     this.hostPort = hostPort;
+    this.#console = new ConsoleText(options.onConsole);
   }
 
   static async start(options: QemuDeviceOptions): Promise<QemuDevice> {
@@ -52,7 +51,7 @@ export class QemuDevice {
 
   /** Everything the console printed since start. */
   get console(): string {
-    return this.#console;
+    return this.#console.text;
   }
 
   #boot(): void {
@@ -83,36 +82,12 @@ export class QemuDevice {
     const pty = ptySpawn('qemu-system-aarch64', args, { cols: 200, rows: 50, env: process.env });
     this.#pty = pty;
     this.#exited = new Promise((resolve) => pty.onExit(({ exitCode }) => resolve(exitCode)));
-    pty.onData((data) => {
-      const text = data.replace(ANSI, '');
-      this.#console += text;
-      this.options.onConsole?.(text);
-      for (const wake of this.#waiters) wake();
-    });
+    pty.onData((data) => this.#console.append(data));
   }
 
   /** Waits until the console prints a match, searching from `from` (an index into console). */
-  async waitForConsole(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = pattern.exec(this.#console.slice(from));
-      if (match) return match;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(
-          `console did not print ${pattern} within ${timeoutMs} ms; last lines:\n${this.#console.slice(-1500)}`,
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 1000));
-        const wake = () => done();
-        this.#waiters.add(wake);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-      }).finally(() => this.#waiters.clear());
-    }
+  waitForConsole(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    return this.#console.waitFor(pattern, timeoutMs, from);
   }
 
   /** Types a line on the serial console. */
@@ -128,10 +103,10 @@ export class QemuDevice {
     // The markers as printed differ from the markers as typed ($((...)) and $? expand), so
     // the echo of the typed line, however the console wraps it, never matches them.
     const tag = Math.random().toString(36).slice(2);
-    const from = this.#console.length;
+    const from = this.console.length;
     this.type(`echo __edge_begin_$((6*7))_${tag}; ${command}; echo __edge_end_$?_${tag}`);
     const end = await this.waitForConsole(new RegExp(`__edge_end_(\\d+)_${tag}`), timeoutMs, from);
-    const printed = this.#console.slice(from);
+    const printed = this.console.slice(from);
     const begin = `__edge_begin_42_${tag}\n`;
     const output = printed.slice(printed.indexOf(begin) + begin.length, printed.indexOf(end[0]));
     if (end[1] !== '0') throw new Error(`'${command}' exited with ${end[1]}: ${output}`);
@@ -140,7 +115,7 @@ export class QemuDevice {
 
   /** Activates the console shell that busybox init offers ("Please press Enter"). */
   async openShell(timeoutMs = 60_000): Promise<void> {
-    const from = this.#console.lastIndexOf('Please press Enter to activate this console');
+    const from = this.console.lastIndexOf('Please press Enter to activate this console');
     if (from < 0)
       await this.waitForConsole(/Please press Enter to activate this console/, timeoutMs);
     this.type('');
@@ -166,7 +141,7 @@ export class QemuDevice {
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     throw new Error(
-      `${path} not ready within ${timeoutMs} ms (${last}); console:\n${this.#console.slice(-1500)}`,
+      `${path} not ready within ${timeoutMs} ms (${last}); console:\n${this.console.slice(-1500)}`,
     );
   }
 
