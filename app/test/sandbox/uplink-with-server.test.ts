@@ -3,11 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { DEVICE_API_PATHS } from '@edge/formats';
-import { runCli } from '@edge/ota-server';
 import { freePort } from '../../../bench/lib/http-load.js';
 import { loadConfig } from '../../src/config.js';
+import { otaServer } from '../ota/fleet.js';
 import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
 import { UpdateServerClient } from '../../src/ota/update-server-client.js';
 import { createUplinkSender } from '../../src/sandbox/uplink-sender.js';
@@ -15,20 +14,6 @@ import { guestWat, manifestFor, testRegistry, wat } from './sandbox-helpers.js';
 
 // post_uplink end to end: a module's payload, signed with the device key, stored by the real
 // update server (ota-server's own command line, in this process); another key is refused.
-
-async function otaServer(args: string[], stopSignal?: Promise<string>): Promise<void> {
-  const err: Buffer[] = [];
-  const sink = (chunks: Buffer[]) =>
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        chunks.push(chunk);
-        done();
-      },
-    });
-  const code = await runCli(args, { out: sink([]), err: sink(err), stopSignal });
-  if (code !== 0)
-    throw new Error(`ota-server ${args[0]} exited with ${code}: ${Buffer.concat(err).toString()}`);
-}
 
 test('a module uplink reaches the update server signed by the device; another key is refused', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-uplink-'));
