@@ -147,7 +147,7 @@ scenario(
     t.like(await readAbState(disk, dir), { committed: 'b', trial: undefined });
     t.is(readDataFile(disk, '/keep.txt'), `written before the update, seed ${seed}\n`);
     say(
-      `${landed.length} cuts (${ORDER.map((phase) => `${landed.filter((p) => p === phase).length} ${phase}`).join(', ')}); update committed`,
+      `${landed.length} cuts (${PLAN.map(({ phase }) => `${landed.filter((p) => p === phase).length} ${phase}`).join(', ')}); update committed`,
     );
   },
 );
