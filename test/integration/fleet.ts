@@ -10,7 +10,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { copyDisk } from './disk-image.js';
 import { writeDataFiles } from './images.js';
@@ -244,7 +244,8 @@ export class Fleet {
     const envText = Object.entries(env)
       .map(([name, value]) => `${name}=${value}\n`)
       .join('');
-    writeDataFiles(disk, this.workDir, {
+    // Its scratch files go beside the disk: scenarios provision their disks side by side.
+    writeDataFiles(disk, dirname(disk), {
       '/edge/fleet-token': readFileSync(this.fleetTokenFile, 'utf8'),
       ...(envText ? { '/edge/edge-server.env': envText } : {}),
       ...files,
