@@ -1,6 +1,6 @@
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { sha256OfFile } from '@edge/formats';
+import { sha256OfFile, writeFileAtomic } from '@edge/formats';
 import type { TokenBucket } from './token-bucket.js';
 
 /** A file the signed metadata describes: where to get it, and what it must be. */
@@ -245,13 +245,18 @@ async function hasContent(path: string, file: SignedFile): Promise<boolean> {
 const partialPath = (destination: string) => `${destination}.part`;
 const metaPath = (destination: string) => `${destination}.part.json`;
 
+/** The ETag the partial file was fetched with; none (start over) when missing or torn. */
 async function readMeta(destination: string): Promise<{ url: string; etag: string } | undefined> {
-  return readFile(metaPath(destination), 'utf8').then(
-    (text) => JSON.parse(text) as { url: string; etag: string },
-    () => undefined,
-  );
+  try {
+    const meta = JSON.parse(await readFile(metaPath(destination), 'utf8')) as unknown;
+    const { url, etag } = (meta ?? {}) as { url?: unknown; etag?: unknown };
+    return typeof url === 'string' && typeof etag === 'string' ? { url, etag } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
+/** Atomic and synced: a power cut leaves the old ETag or the new one, never a torn file. */
 async function writeMeta(destination: string, meta: { url: string; etag: string }): Promise<void> {
-  await writeFile(metaPath(destination), JSON.stringify(meta));
+  await writeFileAtomic(metaPath(destination), JSON.stringify(meta));
 }

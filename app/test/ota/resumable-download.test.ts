@@ -108,6 +108,22 @@ test('a restart resumes from the partial file left on disk', async (t) => {
   t.is(server.requests[1]?.range, `bytes=${Math.floor(kept / CHUNK) * CHUNK}-`);
 });
 
+test('a torn ETag file left by a power cut starts the download over instead of failing for good', async (t) => {
+  const content = randomBytes(2 * CHUNK + 7);
+  const server = await startRangeServer(content);
+  t.teardown(async () => {
+    await server.close();
+  });
+  const destination = join(scratch(), 'image');
+  // What a cut can leave: part of the file, and an empty file where its ETag was being written.
+  writeFileSync(`${destination}.part`, content.subarray(0, CHUNK + 10));
+  writeFileSync(`${destination}.part.json`, '');
+  const file = { url: server.url, length: content.length, sha256: sha256(content) };
+  await downloadResumable({ file, destination, attempts: 1 });
+  t.is(sha256(readFileSync(destination)), sha256(content));
+  t.is(server.requests[0]?.range, undefined, 'no ETag to trust: from the start');
+});
+
 test.serial(
   'the partial file is synced at each chunk boundary, before a byte past it',
   async (t) => {
