@@ -1,9 +1,13 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { RedundantEnvFile, abStateToEnv } from '@edge/formats';
-import { writeBootFile, writePartition } from './disk-image.js';
-import { builtImages, freshDisk, scratchDir, writeAbState } from './images.js';
+import { writePartition } from './disk-image.js';
+import {
+  builtImages,
+  freshDisk,
+  scratchDir,
+  writeAbState,
+  writeAbStateWithCorruptNewerCopy,
+} from './images.js';
 import { QemuDevice } from './qemu-device.js';
 import { scenario } from './scenario.js';
 
@@ -59,15 +63,7 @@ scenario(
     t.teardown(cleanup);
     const disk = freshDisk(images, dir);
     writePartition(disk, 3, readFileSync(images.slotImage));
-    // Copy 1 says slot b; copy 2, one save newer, says slot a. A bad CRC on copy 2 leaves b.
-    const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
-    await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
-    await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
-    const corrupt = readFileSync(copies.paths[1]);
-    corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
-    writeFileSync(copies.paths[1], corrupt);
-    writeBootFile(disk, 'abstate1.env', copies.paths[0]);
-    writeBootFile(disk, 'abstate2.env', copies.paths[1]);
+    await writeAbStateWithCorruptNewerCopy(disk, dir);
     await withDevice(disk, async (device) => {
       t.like(await bootReport(device), { slot: 'b', committed: 'b' });
       t.regex(device.console, /A\/B state from abstate1\.env/);

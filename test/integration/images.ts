@@ -63,6 +63,21 @@ export async function writeAbState(disk: string, dir: string, state: AbState): P
 }
 
 /**
+ * Writes the A/B state with one copy corrupted: copy 1 says slot b; copy 2, one save newer,
+ * says slot a but has a bad CRC, so a boot must take copy 1's slot b.
+ */
+export async function writeAbStateWithCorruptNewerCopy(disk: string, dir: string): Promise<void> {
+  const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
+  await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
+  await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
+  const corrupt = readFileSync(copies.paths[1]);
+  corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
+  writeFileSync(copies.paths[1], corrupt);
+  writeBootFile(disk, 'abstate1.env', copies.paths[0]);
+  writeBootFile(disk, 'abstate2.env', copies.paths[1]);
+}
+
+/**
  * Writes files into the data partition (p4) of a disk image with debugfs: a test's settings
  * for the device, put in place before it boots.
  */

@@ -1,11 +1,14 @@
 // The Pi 4 SD card that `npm run image` writes, booted on QEMU's raspi4b with its own U-Boot.
 // The test copy differs from the shipped card by the test-only edge-test.scr on p1 alone.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { RedundantEnvFile, abStateToEnv } from '@edge/formats';
-import { partitionsOf, readBootFile, writeBootFile, writePartition } from './disk-image.js';
-import { builtImages, scratchDir, writeAbState } from './images.js';
+import { readFileSync } from 'node:fs';
+import { partitionsOf, readBootFile, writePartition } from './disk-image.js';
+import {
+  builtImages,
+  scratchDir,
+  writeAbState,
+  writeAbStateWithCorruptNewerCopy,
+} from './images.js';
 import { Rpi4Device } from './rpi4-device.js';
 import {
   TEST_SCRIPT,
@@ -103,15 +106,7 @@ test('one copy of the A/B state corrupted: the device boots the slot of the good
   t.teardown(cleanup);
   const card = testCard(images, dir);
   writePartition(card, 3, readFileSync(images.slotImage));
-  // Copy 1 says slot b; copy 2, one save newer, says slot a. A bad CRC on copy 2 leaves b.
-  const copies = new RedundantEnvFile([join(dir, 'abstate1.env'), join(dir, 'abstate2.env')]);
-  await copies.write(abStateToEnv({ committed: 'b', attempts: 0, attemptLimit: 3 }));
-  await copies.write(abStateToEnv({ committed: 'a', attempts: 0, attemptLimit: 3 }));
-  const corrupt = readFileSync(copies.paths[1]);
-  corrupt.writeUInt8(corrupt.readUInt8(100) ^ 0xff, 100);
-  writeFileSync(copies.paths[1], corrupt);
-  writeBootFile(card, 'abstate1.env', copies.paths[0]);
-  writeBootFile(card, 'abstate2.env', copies.paths[1]);
+  await writeAbStateWithCorruptNewerCopy(card, dir);
   await withDevice(card, dir, async (device) => {
     await device.waitForConsole(/rcS: up, slot b/, BOOT_MS);
     t.regex(device.console, /A\/B state from abstate1\.env: good b/);
