@@ -21,6 +21,7 @@ packages=(
   zstd      # bench: delta peer (--patch-from)
   time      # bench: peak RSS of peer tools (/usr/bin/time -v)
   postgresql # update server: the PostgreSQL fleet store's tests (a throwaway cluster)
+  openssl    # edge server: test certificates for the TLS tests
 )
 
 missing=()
