@@ -77,7 +77,9 @@ async function main(): Promise<void> {
       watchOta(
         device!,
         async ({ status }) => {
-          if (status.state === 'failed') throw new Error(`the update failed: ${status.reason}`);
+          if (status.state === 'failed' || status.state === 'rolled-back') {
+            throw new Error(`the update ${status.state}: ${status.reason}`);
+          }
           if (status.state !== 'committed' || status.targetVersion !== v2.version) return false;
           const hash = await getJson<{ hash: string }>(`${device!.baseUrl}/api/v1/firmware/hash`);
           return hash?.hash === v2.sha256;

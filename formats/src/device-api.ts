@@ -48,7 +48,11 @@ export type EnrollRequest = Static<typeof EnrollRequest>;
 export const EnrollResponse = Type.Object({ deviceId: DeviceId });
 export type EnrollResponse = Static<typeof EnrollResponse>;
 
-/** The same names as the agent's workflow steps. */
+/**
+ * The same names as the agent's workflow steps. `failed`: the update stopped before the reboot
+ * (download, patch, verification); `rolled-back`: the new slot did not come up and the
+ * bootloader went back to the old one. The agent does not try either version again.
+ */
 export const UPDATE_STATES = [
   'idle',
   'downloading',
@@ -57,6 +61,7 @@ export const UPDATE_STATES = [
   'rebooting',
   'committed',
   'failed',
+  'rolled-back',
 ] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number];
 export const UpdateStateSchema = Type.Union(UPDATE_STATES.map((state) => Type.Literal(state)));

@@ -28,8 +28,8 @@ scenario(
     await device.waitForHttp('/readyz', 120_000);
     say('v2 up');
 
-    const failedWith = (version: string) => (ota: OtaStatus) =>
-      ota.status.state === 'failed' && ota.status.targetVersion === version;
+    const rolledBack = (version: string) => (ota: OtaStatus) =>
+      ota.status.state === 'rolled-back' && ota.status.targetVersion === version;
     for (const [release, sign] of [
       [RELEASES.unhealthy, /edge-trial-watchdog: slot not committed within \d+s: rebooting/],
       [RELEASES.panics, /Kernel panic/],
@@ -37,7 +37,7 @@ scenario(
       const from = device.console.length;
       server.rollout(release.version);
       say(`roll-out of ${release.version}`);
-      const ota = await watchOta(device, failedWith(release.version), {
+      const ota = await watchOta(device, rolledBack(release.version), {
         timeoutMs: 600_000,
         onEvent: say,
       });
@@ -55,18 +55,18 @@ scenario(
       ).json()) as object;
       t.like(boot, { slot: 'a', committed: 'a', trial: null, failedUpgrade: 'b' });
       const seen = await server.waitForDevice(
-        (checkIn) => checkIn.update.state === 'failed',
+        (checkIn) => checkIn.update.state === 'rolled-back',
         30_000,
       );
       t.like(seen, {
         version: v2.version,
         firmwareHash: v2.sha256,
-        update: { state: 'failed', targetVersion: release.version },
+        update: { state: 'rolled-back', targetVersion: release.version },
       });
       // Three more check-ins: the failed release stays failed, nothing is fetched for it again.
       t.deepEqual(
         [...(await statesDuring(device, 16_000))],
-        ['failed'],
+        ['rolled-back'],
         `${release.version} tried again`,
       );
       say(`${release.version} failed, reported and left alone`);

@@ -117,8 +117,9 @@ export class UpdateAgent {
 
   /**
    * After a boot, the boot flags (kept by U-Boot) say how the pending update went: a trial of
-   * its slot commits once healthy; a slot U-Boot gave up on is recorded as failed; a slot
-   * committed already (a cut before the status was saved) is reported as committed.
+   * its slot commits once healthy; a slot U-Boot gave up on is reported as rolled back (its
+   * version joins failedVersions, not tried again); a slot committed already (a cut before
+   * the status was saved) is reported as committed.
    */
   async settleAfterBoot(): Promise<void> {
     const booted = await this.deps.bootState.booted();
@@ -146,7 +147,7 @@ export class UpdateAgent {
       } else if (booted.slot !== slot && flags.failedUpgrade === slot && !flags.trial) {
         const reason = `slot ${slot} did not come up in ${flags.attemptLimit} attempts: the bootloader went back to slot ${booted.slot}`;
         this.#state.failedVersions = addOnce(this.#state.failedVersions, pending.version);
-        await this.#finish({ state: 'failed', targetVersion: pending.version, reason });
+        await this.#finish({ state: 'rolled-back', targetVersion: pending.version, reason });
         this.deps.log.error({ version: pending.version }, reason);
       }
     }

@@ -107,7 +107,7 @@ test.serial(
     const afterFallback = await boot(device, 'a');
     await afterFallback.load();
     await afterFallback.settleAfterBoot();
-    t.like(afterFallback.status, { state: 'failed', targetVersion: '1.1.0' });
+    t.like(afterFallback.status, { state: 'rolled-back', targetVersion: '1.1.0' });
     t.regex(afterFallback.status.reason ?? '', /slot b did not come up in 3 attempts/);
     t.deepEqual(afterFallback.failedVersions, ['1.1.0']);
 
@@ -115,6 +115,7 @@ test.serial(
     t.false(existsSync(device.rebootMarker), 'the failed release is not installed again');
     const record = await deviceRecord(fleet, await deviceIdOf(device));
     t.regex(JSON.stringify(record), /did not come up/);
+    t.like(record.lastCheckIn, { update: { state: 'rolled-back', targetVersion: '1.1.0' } });
   },
 );
 
