@@ -33,4 +33,16 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The dashboard runs in the browser (type-checked by ota-server/dashboard/tsconfig.json,
+    // lib DOM); these globals are for any plain script there, TypeScript files need none.
+    files: ['ota-server/dashboard/src/**'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'navigator', 'location', 'history', 'fetch', 'EventSource'].map(
+          (name) => [name, 'readonly'],
+        ),
+      ),
+    },
+  },
 );

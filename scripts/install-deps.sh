@@ -22,6 +22,7 @@ packages=(
   time      # bench: peak RSS of peer tools (/usr/bin/time -v)
   postgresql # update server: the PostgreSQL fleet store's tests (a throwaway cluster)
   openssl    # edge server: test certificates for the TLS tests
+  chromium   # update server: the dashboard's tests in a real browser (puppeteer-core drives it)
 )
 
 missing=()

@@ -9,6 +9,7 @@ export const HOST_TESTS = [
   'app/test/ota/standby-full.test.ts',
   'app/test/sandbox/uplink-with-server.test.ts',
   'ota-server/test/cli.test.ts',
+  'ota-server/test/dashboard-browser.test.ts',
   'ota-server/test/fleet-store.test.ts',
 ];
 

@@ -12,6 +12,7 @@ import {
   rotateKeysCommand,
   statusCommand,
 } from './cli/repository-commands.js';
+import { OPERATOR_USAGE, operatorCommand } from './cli/operator-command.js';
 import { ROLLOUT_USAGE, rolloutCommand } from './cli/rollout-command.js';
 import { SERVE_USAGE, serveCommand } from './cli/serve-command.js';
 import type { DeltaMaker } from './publish/delta-maker.js';
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIo, deps: CliDeps) => Pro
   refresh: refreshCommand,
   status: statusCommand,
   rollout: rolloutCommand,
+  operator: operatorCommand,
 };
 
 export const USAGE = `usage: ota-server <command> [options]
@@ -45,6 +47,7 @@ and configuration) that devices install without a reboot.
   ${REFRESH_USAGE}
   ${STATUS_USAGE}
   ${ROLLOUT_USAGE}
+  ${OPERATOR_USAGE}
 
 Every --repo may come from OTA_REPO; serve reads OTA_HOST, OTA_PORT, OTA_DATA_DIR,
 OTA_DATABASE_URL, OTA_FLEET_TOKEN_FILE, OTA_OPERATOR_TOKEN_FILE, OTA_LOG_LEVEL too.
@@ -67,6 +70,7 @@ export async function runCli(
     err: io.err ?? process.stderr,
     env: io.env ?? process.env,
     stopSignal: io.stopSignal,
+    input: io.input ?? process.stdin,
   };
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { bodySha256, deviceTokenClaims } from '@edge/formats';
 import { numberPlaceholders } from '../src/fleet/postgres-database.js';
 import { applyRolloutAction, desiredRollout, rolloutBucket } from '../src/fleet/rollout-policy.js';
-import type { Rollout } from '../src/fleet/store.js';
+import { ROLLOUT_GUARD_DEFAULTS, type Rollout } from '../src/fleet/store.js';
 import { ifRangeHolds, noneMatch, parseRange } from '../src/http/byte-range.js';
 import { compareSemver, newestFirst, parseSemver } from '../src/publish/semver.js';
 import { bearerToken, TokenSet } from '../src/server/token-set.js';
@@ -105,6 +105,8 @@ test('desired roll-out: newest covering first, completed covers all, paused keep
     state,
     createdAt: at,
     updatedAt: at,
+    ...ROLLOUT_GUARD_DEFAULTS,
+    pausedReason: null,
   });
   const inside = (id: string) =>
     Array.from({ length: 200 }, (_, n) => `pi-${n}`).find((d) => rolloutBucket(id, d) < 10)!;

@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** Where a command writes, and the environment it reads: tests pass their own. */
 export interface CliIo {
@@ -7,6 +7,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Resolves when the process is asked to stop (serve waits on it). */
   stopSignal?: Promise<string>;
+  /** Where a command reads what it asks for (a password); standard input by default. */
+  input?: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
 }
 
 /** Bad command-line input: printed with the usage hint, exit code 2. */

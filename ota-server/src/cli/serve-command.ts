@@ -10,7 +10,8 @@ import { UsageError, type CliIo } from './io.js';
 
 export const SERVE_USAGE =
   'serve --repo DIR [--host 127.0.0.1] [--port 8443] [--data DIR] [--database URL]\n' +
-  '        [--fleet-token-file F] [--operator-token-file F] [--check-in-seconds N] [--log-level L]';
+  '        [--fleet-token-file F] [--operator-token-file F] [--check-in-seconds N] [--log-level L]\n' +
+  '        [--trust-proxy] [--rollout-sample-seconds 30]';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -46,6 +47,14 @@ export async function serveConfig(
     operatorTokens: await tokens('operator-token-file', 'OTA_OPERATOR_TOKEN_FILE'),
     logLevel: logLevel as ServerConfig['logLevel'],
     logRequests: env.OTA_LOG_REQUESTS === 'true' || values['log-requests'] === true,
+    trustProxy: env.OTA_TRUST_PROXY === 'true' || values['trust-proxy'] === true,
+    rolloutSampleSeconds:
+      integerOption(
+        option(values, 'rollout-sample-seconds', env, 'OTA_ROLLOUT_SAMPLE_SECONDS'),
+        'rollout-sample-seconds',
+        1,
+        3600,
+      ) ?? SERVER_DEFAULTS.rolloutSampleSeconds,
   };
   await access(repositoryLayout(repoDir).metadataDir).catch(() => {
     throw new Error(
@@ -74,6 +83,8 @@ export async function serveCommand(argv: string[], io: CliIo): Promise<number> {
       'check-in-seconds': { type: 'string' },
       'log-level': { type: 'string' },
       'log-requests': { type: 'boolean' },
+      'trust-proxy': { type: 'boolean' },
+      'rollout-sample-seconds': { type: 'string' },
     },
     { min: 0, max: 0, names: '' },
   );

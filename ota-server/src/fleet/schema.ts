@@ -7,6 +7,25 @@ function rowId(dialect: SqlDialect): string {
     : 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY';
 }
 
+/** `first 4 bytes of SHA-256(rolloutId:deviceId), big-endian, mod 100` (rolloutBucket) in SQL. */
+const POSTGRES_ROLLOUT_BUCKET = `CREATE FUNCTION rollout_bucket(rollout_id TEXT, device_id TEXT)
+  RETURNS INTEGER IMMUTABLE STRICT PARALLEL SAFE LANGUAGE sql AS $$
+    SELECT (((get_byte(h, 0)::BIGINT << 24) | (get_byte(h, 1) << 16) | (get_byte(h, 2) << 8)
+      | get_byte(h, 3)) % 100)::INTEGER
+    FROM (SELECT sha256(convert_to(rollout_id || ':' || device_id, 'UTF8')) AS h) hashed
+  $$`;
+
+/**
+ * Device id substring search through trigrams when pg_trgm can be had (a trusted extension
+ * since PostgreSQL 13); without it the search scans, and the migration still succeeds.
+ */
+const POSTGRES_TRIGRAM_INDEX = `DO $$ BEGIN
+  CREATE EXTENSION IF NOT EXISTS pg_trgm;
+  CREATE INDEX devices_by_id_trigram ON devices USING gin (lower(device_id) gin_trgm_ops);
+EXCEPTION WHEN OTHERS THEN
+  RAISE NOTICE 'pg_trgm not available: device search scans the table';
+END $$`;
+
 /**
  * The fleet schema. Times are milliseconds since the epoch (BIGINT), JSON is TEXT, so both
  * databases hold the same values. Append migrations; never edit one that has shipped.
@@ -76,6 +95,62 @@ export const MIGRATIONS: Migration[] = [
     statements: () => [
       'ALTER TABLE devices ADD COLUMN app_report TEXT',
       'ALTER TABLE check_ins ADD COLUMN app_report TEXT',
+    ],
+  },
+  {
+    // The dashboard: operators and their sessions, the automatic pause, roll-out progress,
+    // and the indexes its device table and counts need at 100,000 devices.
+    version: 3,
+    statements: (dialect) => [
+      `CREATE TABLE operators (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES operators (username) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX sessions_by_username ON sessions (username)`,
+      `ALTER TABLE rollouts ADD COLUMN failure_threshold_percent INTEGER NOT NULL DEFAULT 10
+        CHECK (failure_threshold_percent BETWEEN 1 AND 100)`,
+      `ALTER TABLE rollouts ADD COLUMN min_devices_for_threshold INTEGER NOT NULL DEFAULT 10
+        CHECK (min_devices_for_threshold >= 1)`,
+      'ALTER TABLE rollouts ADD COLUMN paused_reason TEXT',
+      `CREATE TABLE rollout_samples (
+        id ${rowId(dialect)},
+        rollout_id TEXT NOT NULL REFERENCES rollouts (id),
+        at BIGINT NOT NULL,
+        percent INTEGER NOT NULL,
+        targeted INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        updating INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        rolled_back INTEGER NOT NULL
+      )`,
+      `CREATE INDEX rollout_samples_by_rollout ON rollout_samples (rollout_id, id)`,
+      // Each device's bucket per roll-out, filled lazily by the counts (hashing 100,000 ids
+      // takes PostgreSQL about half a second; reading them back, tens of milliseconds).
+      `CREATE TABLE rollout_buckets (
+        rollout_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        bucket SMALLINT NOT NULL,
+        PRIMARY KEY (rollout_id, device_id)
+      )`,
+      // The version a device installs, out of update_report for the roll-out counts.
+      'ALTER TABLE devices ADD COLUMN target_version TEXT',
+      dialect === 'sqlite'
+        ? "UPDATE devices SET target_version = json_extract(update_report, '$.targetVersion')"
+        : "UPDATE devices SET target_version = update_report::json->>'targetVersion'",
+      // Never seen sorts as the oldest and no version as the lowest, in both directions.
+      `CREATE INDEX devices_by_last_seen ON devices (last_seen_at${dialect === 'postgres' ? ' NULLS FIRST' : ''}, device_id)`,
+      `CREATE INDEX devices_by_version ON devices (version${dialect === 'postgres' ? ' NULLS FIRST' : ''}, device_id)`,
+      // Filters by board and version; covers the overview's grouped count.
+      'CREATE INDEX devices_by_board_version ON devices (board, version, update_state, last_seen_at)',
+      ...(dialect === 'postgres' ? [POSTGRES_TRIGRAM_INDEX, POSTGRES_ROLLOUT_BUCKET] : []),
     ],
   },
 ];

@@ -24,5 +24,10 @@ export interface SqlDatabase {
   batch(statements: SqlStatement[]): Promise<number[]>;
   /** Applies the migrations not applied yet, each in its own transaction, one server at a time. */
   migrate(migrations: Migration[]): Promise<number[]>;
+  /**
+   * Makes a deterministic function callable from SQL (SQLite, where functions live in the
+   * process); PostgreSQL defines its own in a migration and has none of this.
+   */
+  defineFunction?(name: string, fn: (...args: SqlValue[]) => SqlValue): void;
   close(): Promise<void>;
 }

@@ -1,18 +1,30 @@
-import type { AppReport, UpdateReport } from '@edge/formats';
+import type { AppReport, UpdateReport, UpdateState } from '@edge/formats';
+import { CATEGORY_SQL, categoryCondition, deviceCategory } from './device-category.js';
+import { rolloutBucket } from './rollout-policy.js';
 import { MIGRATIONS } from './schema.js';
 import type { SqlDatabase, SqlValue } from './sql-database.js';
-import type {
-  CheckInRecord,
-  DeviceDetail,
-  DeviceKeyRecord,
-  DeviceQuery,
-  DeviceSummary,
-  EnrollOutcome,
-  FleetStore,
-  RetentionPolicy,
-  Rollout,
-  RolloutState,
-  UplinkRecord,
+import {
+  UPDATING_STATES,
+  type CheckInRecord,
+  type DeviceCategory,
+  type DeviceDetail,
+  type DeviceKeyRecord,
+  type DeviceListRow,
+  type DevicePageQuery,
+  type DeviceQuery,
+  type DeviceSortKey,
+  type DeviceSummary,
+  type EnrollOutcome,
+  type FleetGroupCount,
+  type FleetStore,
+  type OperatorRecord,
+  type RetentionPolicy,
+  type Rollout,
+  type RolloutCounts,
+  type RolloutSample,
+  type RolloutState,
+  type SessionRecord,
+  type UplinkRecord,
 } from './store.js';
 
 interface DeviceRow {
@@ -46,11 +58,69 @@ interface RolloutRow {
   state: RolloutState;
   created_at: number;
   updated_at: number;
+  failure_threshold_percent: number;
+  min_devices_for_threshold: number;
+  paused_reason: string | null;
+}
+
+interface DeviceListSqlRow {
+  device_id: string;
+  board: string;
+  version: string | null;
+  update_state: UpdateState | null;
+  target_version: string | null;
+  last_seen_at: number | null;
+  update_report: string | null;
+}
+
+interface SampleRow {
+  at: number;
+  percent: number;
+  targeted: number;
+  updated: number;
+  updating: number;
+  failed: number;
+  rolled_back: number;
+}
+
+interface SessionRow {
+  id_hash: string;
+  username: string;
+  csrf_token: string;
+  created_at: number;
+  last_used_at: number;
 }
 
 const DEVICE_COLUMNS =
   'device_id, board, enrolled_at, last_seen_at, slot, firmware_hash, version, update_report, desired_version, app_report';
-const ROLLOUT_COLUMNS = 'id, board, version, percent, state, created_at, updated_at';
+const ROLLOUT_COLUMNS =
+  'id, board, version, percent, state, created_at, updated_at, failure_threshold_percent, min_devices_for_threshold, paused_reason';
+const DEVICE_LIST_COLUMNS =
+  'device_id, board, version, update_state, target_version, last_seen_at, update_report';
+
+/** Sort keys to columns: never seen and no version sort lowest either way (see the indexes). */
+const SORT_COLUMNS: Record<DeviceSortKey, string | undefined> = {
+  deviceId: undefined,
+  board: 'board',
+  version: 'version',
+  lastSeen: 'last_seen_at',
+  state: 'update_state',
+};
+
+const UPDATING_LIST = UPDATING_STATES.map((state) => `'${state}'`).join(', ');
+
+/** How a targeted device stands in its roll-out: 4 `?`, each the roll-out's version. */
+const ROLLOUT_STANDING_SQL = `CASE
+  WHEN d.version = ? THEN 'updated'
+  WHEN d.target_version = ? AND d.update_state = 'failed' THEN 'failed'
+  WHEN d.target_version = ? AND d.update_state = 'rolled-back' THEN 'rolledBack'
+  WHEN d.target_version = ? AND d.update_state IN (${UPDATING_LIST}) THEN 'updating'
+  ELSE 'pending' END`;
+
+/** LIKE's wildcards taken literally (the queries say ESCAPE with a backslash). */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (sign) => `\\${sign}`);
+}
 
 /** The fleet store on any SqlDatabase: the same statements for SQLite and PostgreSQL. */
 export class SqlFleetStore implements FleetStore {
@@ -58,6 +128,9 @@ export class SqlFleetStore implements FleetStore {
 
   private constructor(private readonly db: SqlDatabase) {
     this.kind = db.dialect;
+    db.defineFunction?.('rollout_bucket', (rolloutId, deviceId) =>
+      rolloutBucket(String(rolloutId), String(deviceId)),
+    );
   }
 
   /** Opens the store on a database, migrating its schema first. */
@@ -120,20 +193,23 @@ export class SqlFleetStore implements FleetStore {
        device_id)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
     const update = `UPDATE devices SET last_seen_at = ?, slot = ?, firmware_hash = ?, version = ?,
-      update_state = ?, update_report = ?, desired_version = ?, app_report = ? WHERE device_id = ?`;
+      update_state = ?, update_report = ?, desired_version = ?, app_report = ?, target_version = ?
+      WHERE device_id = ?`;
+    const targetVersion = checkIn.update.targetVersion ?? null;
     if (this.db.dialect === 'postgres') {
       // One statement is one transaction and one round trip, where BEGIN…COMMIT takes four.
       await this.db.execute(`WITH history AS (${insert}) ${update}`, [
         ...state,
         deviceId,
         ...state,
+        targetVersion,
         deviceId,
       ]);
       return;
     }
     await this.db.batch([
       { sql: insert, params: [...state, deviceId] },
-      { sql: update, params: [...state, deviceId] },
+      { sql: update, params: [...state, targetVersion, deviceId] },
     ]);
   }
 
@@ -205,7 +281,7 @@ export class SqlFleetStore implements FleetStore {
 
   async createRollout(rollout: Rollout): Promise<void> {
     await this.db.execute(
-      `INSERT INTO rollouts (${ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO rollouts (${ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
         rollout.id,
         rollout.board,
@@ -214,6 +290,9 @@ export class SqlFleetStore implements FleetStore {
         rollout.state,
         rollout.createdAt.getTime(),
         rollout.updatedAt.getTime(),
+        rollout.failureThresholdPercent,
+        rollout.minDevicesForThreshold,
+        rollout.pausedReason,
       ],
     );
   }
@@ -254,14 +333,285 @@ export class SqlFleetStore implements FleetStore {
   async updateRollout(
     id: string,
     expected: Pick<Rollout, 'state' | 'percent'>,
-    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'>,
+    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> & Partial<Pick<Rollout, 'pausedReason'>>,
   ): Promise<boolean> {
     const changed = await this.db.execute(
-      `UPDATE rollouts SET state = ?, percent = ?, updated_at = ?
+      `UPDATE rollouts SET state = ?, percent = ?, updated_at = ?, paused_reason = ?
        WHERE id = ? AND state = ? AND percent = ?`,
-      [next.state, next.percent, next.updatedAt.getTime(), id, expected.state, expected.percent],
+      [
+        next.state,
+        next.percent,
+        next.updatedAt.getTime(),
+        next.pausedReason ?? null,
+        id,
+        expected.state,
+        expected.percent,
+      ],
     );
     return changed === 1;
+  }
+
+  async updateRolloutGuard(
+    id: string,
+    next: Partial<Pick<Rollout, 'failureThresholdPercent' | 'minDevicesForThreshold'>>,
+    updatedAt: Date,
+  ): Promise<boolean> {
+    const changed = await this.db.execute(
+      `UPDATE rollouts SET
+         failure_threshold_percent = COALESCE(?, failure_threshold_percent),
+         min_devices_for_threshold = COALESCE(?, min_devices_for_threshold),
+         updated_at = ?
+       WHERE id = ?`,
+      [
+        next.failureThresholdPercent ?? null,
+        next.minDevicesForThreshold ?? null,
+        updatedAt.getTime(),
+        id,
+      ],
+    );
+    return changed === 1;
+  }
+
+  async rolloutCounts(
+    rollout: Pick<Rollout, 'id' | 'board' | 'version' | 'percent'>,
+  ): Promise<RolloutCounts> {
+    const versions = [rollout.version, rollout.version, rollout.version, rollout.version];
+    // Everyone is in a 100% roll-out: no bucket needed.
+    const everyone = rollout.percent >= 100;
+    const standing = everyone
+      ? `${ROLLOUT_STANDING_SQL} AS standing, 0 AS missing FROM devices d`
+      : `CASE WHEN COALESCE(b.bucket, rollout_bucket(?, d.device_id)) >= ? THEN 'outside'
+           ELSE ${ROLLOUT_STANDING_SQL} END AS standing,
+         CASE WHEN b.bucket IS NULL THEN 1 ELSE 0 END AS missing
+         FROM devices d
+         LEFT JOIN rollout_buckets b ON b.rollout_id = ? AND b.device_id = d.device_id`;
+    const count = (what: string) => `SUM(CASE WHEN standing = '${what}' THEN 1 ELSE 0 END)`;
+    // One aggregate row, no GROUP BY: no sort of the board's devices by their standing.
+    const [row] = await this.db.query<Record<string, number | string | null>>(
+      `SELECT SUM(CASE WHEN standing <> 'outside' THEN 1 ELSE 0 END) AS targeted,
+         ${count('updated')} AS updated, ${count('updating')} AS updating,
+         ${count('failed')} AS failed, ${count('rolledBack')} AS rolled_back,
+         ${count('pending')} AS pending, SUM(missing) AS missing
+       FROM (SELECT ${standing} WHERE d.board = ?) standings`,
+      everyone
+        ? [...versions, rollout.board]
+        : [rollout.id, rollout.percent, ...versions, rollout.id, rollout.board],
+    );
+    const number = (value: number | string | null | undefined) => Number(value ?? 0);
+    const counts: RolloutCounts = {
+      targeted: number(row?.targeted),
+      updated: number(row?.updated),
+      updating: number(row?.updating),
+      failed: number(row?.failed),
+      rolledBack: number(row?.rolled_back),
+      pending: number(row?.pending),
+    };
+    const missing = number(row?.missing);
+    if (missing > 0) await this.#fillBuckets(rollout);
+    return counts;
+  }
+
+  /** Stores the buckets of the board's devices that have none yet in this roll-out. */
+  async #fillBuckets(rollout: Pick<Rollout, 'id' | 'board'>): Promise<void> {
+    await this.db.execute(
+      `INSERT INTO rollout_buckets (rollout_id, device_id, bucket)
+       SELECT ?, d.device_id, rollout_bucket(?, d.device_id) FROM devices d
+       WHERE d.board = ? AND NOT EXISTS (
+         SELECT 1 FROM rollout_buckets b WHERE b.rollout_id = ? AND b.device_id = d.device_id
+       )
+       ON CONFLICT (rollout_id, device_id) DO NOTHING`,
+      [rollout.id, rollout.id, rollout.board, rollout.id],
+    );
+  }
+
+  async recordRolloutSample(rolloutId: string, sample: RolloutSample): Promise<void> {
+    await this.db.execute(
+      `INSERT INTO rollout_samples
+         (rollout_id, at, percent, targeted, updated, updating, failed, rolled_back)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        rolloutId,
+        sample.at.getTime(),
+        sample.percent,
+        sample.targeted,
+        sample.updated,
+        sample.updating,
+        sample.failed,
+        sample.rolledBack,
+      ],
+    );
+  }
+
+  async rolloutSamples(rolloutId: string, limit: number): Promise<RolloutSample[]> {
+    const rows = await this.db.query<SampleRow>(
+      `SELECT at, percent, targeted, updated, updating, failed, rolled_back FROM rollout_samples
+       WHERE rollout_id = ? ORDER BY id DESC LIMIT ?`,
+      [rolloutId, limit],
+    );
+    return rows.reverse().map((row) => ({
+      at: new Date(row.at),
+      percent: row.percent,
+      targeted: row.targeted,
+      updated: row.updated,
+      updating: row.updating,
+      failed: row.failed,
+      rolledBack: row.rolled_back,
+    }));
+  }
+
+  async fleetGroups(notSeenBefore: Date): Promise<FleetGroupCount[]> {
+    const rows = await this.db.query<{
+      board: string;
+      version: string | null;
+      category: DeviceCategory;
+      count: number;
+    }>(
+      `SELECT board, version, ${CATEGORY_SQL} AS category, COUNT(*) AS count
+       FROM devices GROUP BY 1, 2, 3`,
+      [notSeenBefore.getTime()],
+    );
+    return rows.map((row) => ({ ...row, count: Number(row.count) }));
+  }
+
+  async devicePage(query: DevicePageQuery): Promise<{ total: number; devices: DeviceListRow[] }> {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    if (query.search !== undefined && query.search !== '') {
+      where.push(`lower(device_id) LIKE ? ESCAPE '\\'`);
+      params.push(`%${likeLiteral(query.search.toLowerCase())}%`);
+    }
+    if (query.board !== undefined) {
+      where.push('board = ?');
+      params.push(query.board);
+    }
+    if (query.version !== undefined) {
+      where.push('version = ?');
+      params.push(query.version);
+    }
+    if (query.category !== undefined) {
+      const condition = categoryCondition(query.category);
+      where.push(condition.sql);
+      for (let n = 0; n < condition.params; n++) params.push(query.notSeenBefore.getTime());
+    }
+    const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const direction = query.order === 'desc' ? 'DESC' : 'ASC';
+    const nulls = query.order === 'desc' ? 'NULLS LAST' : 'NULLS FIRST';
+    const column = SORT_COLUMNS[query.sort];
+    const orderBy = column
+      ? `${column} ${direction} ${nulls}, device_id ${direction}`
+      : `device_id ${direction}`;
+    const [rows, [counted]] = await Promise.all([
+      this.db.query<DeviceListSqlRow>(
+        `SELECT ${DEVICE_LIST_COLUMNS} FROM devices ${filter} ORDER BY ${orderBy} LIMIT ? OFFSET ?`,
+        [...params, query.limit, query.offset],
+      ),
+      this.db.query<{ total: number }>(`SELECT COUNT(*) AS total FROM devices ${filter}`, params),
+    ]);
+    return {
+      total: Number(counted?.total ?? 0),
+      devices: rows.map((row) => {
+        const lastSeen = row.last_seen_at === null ? null : new Date(row.last_seen_at);
+        const report =
+          row.update_report === null ? undefined : (JSON.parse(row.update_report) as UpdateReport);
+        return {
+          deviceId: row.device_id,
+          board: row.board,
+          version: row.version,
+          category: deviceCategory(lastSeen, row.update_state, query.notSeenBefore),
+          updateState: row.update_state,
+          targetVersion: row.target_version,
+          lastSeen,
+          reason: report?.reason ?? null,
+        };
+      }),
+    };
+  }
+
+  async addOperator(operator: OperatorRecord): Promise<boolean> {
+    const inserted = await this.db.execute(
+      `INSERT INTO operators (username, password_hash, created_at) VALUES (?, ?, ?)
+       ON CONFLICT (username) DO NOTHING`,
+      [operator.username, operator.passwordHash, operator.createdAt.getTime()],
+    );
+    return inserted === 1;
+  }
+
+  async removeOperator(username: string): Promise<boolean> {
+    const [, removed] = await this.db.batch([
+      { sql: 'DELETE FROM sessions WHERE username = ?', params: [username] },
+      { sql: 'DELETE FROM operators WHERE username = ?', params: [username] },
+    ]);
+    return removed === 1;
+  }
+
+  async operator(username: string): Promise<OperatorRecord | undefined> {
+    const [row] = await this.db.query<{
+      username: string;
+      password_hash: string;
+      created_at: number;
+    }>('SELECT username, password_hash, created_at FROM operators WHERE username = ?', [username]);
+    return (
+      row && {
+        username: row.username,
+        passwordHash: row.password_hash,
+        createdAt: new Date(row.created_at),
+      }
+    );
+  }
+
+  async listOperators(): Promise<Omit<OperatorRecord, 'passwordHash'>[]> {
+    const rows = await this.db.query<{ username: string; created_at: number }>(
+      'SELECT username, created_at FROM operators ORDER BY username',
+    );
+    return rows.map((row) => ({ username: row.username, createdAt: new Date(row.created_at) }));
+  }
+
+  async createSession(session: SessionRecord): Promise<void> {
+    await this.db.execute(
+      `INSERT INTO sessions (id_hash, username, csrf_token, created_at, last_used_at)
+       VALUES (?, ?, ?, ?, ?)`,
+      [
+        session.idHash,
+        session.username,
+        session.csrfToken,
+        session.createdAt.getTime(),
+        session.lastUsedAt.getTime(),
+      ],
+    );
+  }
+
+  async session(idHash: string): Promise<SessionRecord | undefined> {
+    const [row] = await this.db.query<SessionRow>(
+      'SELECT id_hash, username, csrf_token, created_at, last_used_at FROM sessions WHERE id_hash = ?',
+      [idHash],
+    );
+    return (
+      row && {
+        idHash: row.id_hash,
+        username: row.username,
+        csrfToken: row.csrf_token,
+        createdAt: new Date(row.created_at),
+        lastUsedAt: new Date(row.last_used_at),
+      }
+    );
+  }
+
+  async touchSession(idHash: string, at: Date): Promise<void> {
+    await this.db.execute('UPDATE sessions SET last_used_at = ? WHERE id_hash = ?', [
+      at.getTime(),
+      idHash,
+    ]);
+  }
+
+  async deleteSession(idHash: string): Promise<void> {
+    await this.db.execute('DELETE FROM sessions WHERE id_hash = ?', [idHash]);
+  }
+
+  async deleteExpiredSessions(idleBefore: Date, createdBefore: Date): Promise<void> {
+    await this.db.execute('DELETE FROM sessions WHERE last_used_at < ? OR created_at < ?', [
+      idleBefore.getTime(),
+      createdBefore.getTime(),
+    ]);
   }
 
   async prune(policy: RetentionPolicy, now: Date): Promise<void> {
@@ -274,6 +624,12 @@ export class SqlFleetStore implements FleetStore {
       )`;
     await this.db.execute(keepNewest('check_ins'), [policy.checkInsPerDevice]);
     await this.db.execute(keepNewest('uplinks'), [policy.uplinksPerDevice]);
+    // A completed roll-out covers everyone: its buckets are no longer read.
+    await this.db.execute(
+      `DELETE FROM rollout_buckets WHERE rollout_id IN (
+        SELECT id FROM rollouts WHERE state = 'completed'
+      )`,
+    );
     await this.db.execute('DELETE FROM used_token_ids WHERE expires_at < ?', [now.getTime()]);
   }
 
@@ -317,5 +673,8 @@ function rolloutOf(row: RolloutRow): Rollout {
     state: row.state,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
+    failureThresholdPercent: row.failure_threshold_percent,
+    minDevicesForThreshold: row.min_devices_for_threshold,
+    pausedReason: row.paused_reason,
   };
 }

@@ -65,6 +65,10 @@ export class SqliteDatabase implements SqlDatabase {
     return apply.immediate();
   }
 
+  defineFunction(name: string, fn: (...args: SqlValue[]) => SqlValue): void {
+    this.#db.function(name, { deterministic: true }, fn);
+  }
+
   async close(): Promise<void> {
     this.#statements.clear();
     this.#db.close();

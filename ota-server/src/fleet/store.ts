@@ -58,6 +58,105 @@ export interface Rollout {
   state: RolloutState;
   createdAt: Date;
   updatedAt: Date;
+  /** The failure rate (failed + rolled back of those attempted) that pauses it by itself. */
+  failureThresholdPercent: number;
+  /** Attempts needed before the failure rate counts. */
+  minDevicesForThreshold: number;
+  /** Why it paused by itself; null when an operator paused it or it is not paused. */
+  pausedReason: string | null;
+}
+
+/** Defaults of the automatic pause for roll-outs made without thresholds (operator API, CLI). */
+export const ROLLOUT_GUARD_DEFAULTS = { failureThresholdPercent: 10, minDevicesForThreshold: 10 };
+
+/** How the board's devices in a roll-out's buckets stand; each counted once. */
+export interface RolloutCounts {
+  targeted: number;
+  /** Running its version. */
+  updated: number;
+  /** Downloading, applying, verifying or rebooting into its version. */
+  updating: number;
+  /** Their update to its version failed before the reboot. */
+  failed: number;
+  /** The new slot did not come up: the bootloader went back. */
+  rolledBack: number;
+  /** The rest: not started yet. */
+  pending: number;
+}
+
+export interface RolloutSample extends Omit<RolloutCounts, 'pending'> {
+  at: Date;
+  percent: number;
+}
+
+/** A device's place on the dashboard; the first that applies. */
+export type DeviceCategory = 'notSeen' | 'failed' | 'rolledBack' | 'updating' | 'upToDate';
+export const DEVICE_CATEGORIES: readonly DeviceCategory[] = [
+  'upToDate',
+  'updating',
+  'failed',
+  'rolledBack',
+  'notSeen',
+];
+
+/** Update states of a device between download and reboot. */
+export const UPDATING_STATES: readonly UpdateState[] = [
+  'downloading',
+  'applying',
+  'verifying',
+  'rebooting',
+];
+
+/** One (board, version, category) group of the fleet; version null before the first check-in. */
+export interface FleetGroupCount {
+  board: string;
+  version: string | null;
+  category: DeviceCategory;
+  count: number;
+}
+
+export type DeviceSortKey = 'deviceId' | 'board' | 'version' | 'lastSeen' | 'state';
+
+export interface DevicePageQuery {
+  /** A substring of the device id, any case. */
+  search?: string;
+  board?: string;
+  version?: string;
+  category?: DeviceCategory;
+  sort: DeviceSortKey;
+  order: 'asc' | 'desc';
+  offset: number;
+  limit: number;
+  /** Devices last seen before this are `notSeen`. */
+  notSeenBefore: Date;
+}
+
+/** A device as a table row shows it: its last state, without history. */
+export interface DeviceListRow {
+  deviceId: string;
+  board: string;
+  version: string | null;
+  category: DeviceCategory;
+  updateState: UpdateState | null;
+  targetVersion: string | null;
+  lastSeen: Date | null;
+  reason: string | null;
+}
+
+export interface OperatorRecord {
+  username: string;
+  /** `scrypt$N$r$p$salt$hash` (password-hash.ts). */
+  passwordHash: string;
+  createdAt: Date;
+}
+
+export interface SessionRecord {
+  /** SHA-256 (hex) of the cookie's token: the token itself is never stored. */
+  idHash: string;
+  username: string;
+  csrfToken: string;
+  createdAt: Date;
+  lastUsedAt: Date;
 }
 
 export interface DeviceQuery {
@@ -98,8 +197,39 @@ export interface FleetStore {
   updateRollout(
     id: string,
     expected: Pick<Rollout, 'state' | 'percent'>,
-    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'>,
+    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> & Partial<Pick<Rollout, 'pausedReason'>>,
   ): Promise<boolean>;
+  /** Changes the automatic pause's settings; false when there is no such roll-out. */
+  updateRolloutGuard(
+    id: string,
+    next: Partial<Pick<Rollout, 'failureThresholdPercent' | 'minDevicesForThreshold'>>,
+    updatedAt: Date,
+  ): Promise<boolean>;
+  /** The roll-out's devices by how they stand (rolloutBucket decides who is in it). */
+  rolloutCounts(
+    rollout: Pick<Rollout, 'id' | 'board' | 'version' | 'percent'>,
+  ): Promise<RolloutCounts>;
+  recordRolloutSample(rolloutId: string, sample: RolloutSample): Promise<void>;
+  /** Oldest first, the newest `limit`. */
+  rolloutSamples(rolloutId: string, limit: number): Promise<RolloutSample[]>;
+
+  /** The fleet in (board, version, category) groups: one grouped query. */
+  fleetGroups(notSeenBefore: Date): Promise<FleetGroupCount[]>;
+  /** One page of devices and how many match in all. */
+  devicePage(query: DevicePageQuery): Promise<{ total: number; devices: DeviceListRow[] }>;
+
+  /** False when the username is taken. */
+  addOperator(operator: OperatorRecord): Promise<boolean>;
+  /** False when there was none; its sessions go with it. */
+  removeOperator(username: string): Promise<boolean>;
+  operator(username: string): Promise<OperatorRecord | undefined>;
+  listOperators(): Promise<Omit<OperatorRecord, 'passwordHash'>[]>;
+  createSession(session: SessionRecord): Promise<void>;
+  session(idHash: string): Promise<SessionRecord | undefined>;
+  touchSession(idHash: string, at: Date): Promise<void>;
+  deleteSession(idHash: string): Promise<void>;
+  /** Drops sessions idle since `idleBefore` or created before `createdBefore`. */
+  deleteExpiredSessions(idleBefore: Date, createdBefore: Date): Promise<void>;
 
   /** Drops history past the policy and token ids past their expiry. */
   prune(policy: RetentionPolicy, now: Date): Promise<void>;

@@ -1,10 +1,14 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import { dashboardPlugin } from '../dashboard/dashboard-plugin.js';
+import { FleetEvents } from '../fleet/fleet-events.js';
 import { RolloutCache } from '../fleet/rollout-cache.js';
 import type { DeviceKeyRecord, FleetStore } from '../fleet/store.js';
 import { NewestApps } from '../repository/newest-apps.js';
 import type { ServerConfig } from './config.js';
 import { DeviceAuthenticator } from './device-auth.js';
 import { ApiError } from './errors.js';
+import { RolloutMonitor } from './rollout-monitor.js';
+import { RolloutService } from './rollout-service.js';
 import { deviceRoutes } from './routes/device.js';
 import { devicesRoutes } from './routes/devices.js';
 import { enrollRoutes } from './routes/enroll.js';
@@ -18,6 +22,12 @@ declare module 'fastify' {
     fleet: FleetStore;
     deviceAuth: DeviceAuthenticator;
     rollouts: RolloutCache;
+    /** Every roll-out change goes through it (operator API, dashboard, automatic pause). */
+    rolloutService: RolloutService;
+    /** Samples active roll-outs and pauses those failing past their threshold. */
+    rolloutMonitor: RolloutMonitor;
+    /** Check-ins and roll-out changes, for the dashboard's live view and the monitor. */
+    fleetEvents: FleetEvents;
     /** Each board's newest app release, for the check-in answer. */
     newestApps: NewestApps;
     clock: () => Date;
@@ -54,6 +64,7 @@ export async function buildServer({
     keepAliveTimeout: config.keepAliveTimeoutMs,
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
+    trustProxy: config.trustProxy,
   });
   // Node checks headersTimeout against requestTimeout; fastify sets only the latter.
   app.server.headersTimeout = Math.min(10_000, config.requestTimeoutMs);
@@ -62,7 +73,29 @@ export async function buildServer({
   app.decorate('fleet', store);
   app.decorate('clock', clock);
   app.decorate('deviceAuth', new DeviceAuthenticator(store, clock));
-  app.decorate('rollouts', new RolloutCache(store));
+  const rolloutCache = new RolloutCache(store);
+  const fleetEvents = new FleetEvents();
+  const rolloutService = new RolloutService({
+    store,
+    cache: rolloutCache,
+    events: fleetEvents,
+    repoDir: config.repoDir,
+    clock,
+    log: app.log,
+  });
+  const rolloutMonitor = new RolloutMonitor({
+    store,
+    events: fleetEvents,
+    cache: rolloutCache,
+    service: rolloutService,
+    log: app.log,
+    clock,
+    sampleSeconds: config.rolloutSampleSeconds,
+  });
+  app.decorate('rollouts', rolloutCache);
+  app.decorate('fleetEvents', fleetEvents);
+  app.decorate('rolloutService', rolloutService);
+  app.decorate('rolloutMonitor', rolloutMonitor);
   app.decorate('newestApps', new NewestApps(config.repoDir));
   app.decorateRequest('device', null);
   app.decorateRequest('rawBody', undefined);
@@ -70,6 +103,7 @@ export async function buildServer({
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
       if (error.statusCode === 401) request.log.info({ code: error.code }, error.message);
+      void reply.headers(error.headers);
       return reply.status(error.statusCode).send({
         statusCode: error.statusCode,
         code: error.code,
@@ -104,6 +138,9 @@ export async function buildServer({
       .catch((error: unknown) => app.log.warn({ err: error }, 'pruning fleet history failed'));
   const pruneTimer = setInterval(() => void prune(), PRUNE_INTERVAL_MS).unref();
   app.addHook('onClose', async () => clearInterval(pruneTimer));
+  rolloutMonitor.start();
+  // Before the store closes (serve closes it in a later onClose hook).
+  app.addHook('preClose', async () => rolloutMonitor.stop());
 
   await app.register(healthRoutes);
   await app.register(enrollRoutes);
@@ -111,5 +148,6 @@ export async function buildServer({
   await app.register(devicesRoutes);
   await app.register(rolloutRoutes);
   await app.register(tufFileRoutes);
+  await app.register(dashboardPlugin, { prefix: '/dashboard', dir: config.dashboardDir });
   return app;
 }

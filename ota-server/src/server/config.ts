@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import type { TokenSet } from './token-set.js';
 
 /** What `serve` runs with; the CLI fills it from flags and environment variables. */
@@ -24,6 +25,15 @@ export interface ServerConfig {
   bodyLimitBytes: number;
   /** Connections the kernel queues before accept (capped by net.core.somaxconn). */
   listenBacklog: number;
+  /**
+   * Behind a TLS-terminating proxy: believe its X-Forwarded-For/-Proto/-Host (the session
+   * cookie is Secure when the client came over https; login limits count the client's address).
+   */
+  trustProxy: boolean;
+  /** How often active roll-outs are sampled (progress chart) and their failure rate checked. */
+  rolloutSampleSeconds: number;
+  /** The built dashboard (index.html, assets/); `npm run build -w ota-server` writes it. */
+  dashboardDir: string;
 }
 
 export const SERVER_DEFAULTS = {
@@ -39,4 +49,7 @@ export const SERVER_DEFAULTS = {
   keepAliveTimeoutMs: 5_000,
   bodyLimitBytes: 256 * 1024,
   listenBacklog: 2048,
+  trustProxy: false,
+  rolloutSampleSeconds: 30,
+  dashboardDir: fileURLToPath(new URL('../../dist/dashboard', import.meta.url)),
 } as const satisfies Partial<ServerConfig>;

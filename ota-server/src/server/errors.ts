@@ -6,6 +6,8 @@ export class ApiError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Headers the answer carries (Retry-After). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -51,6 +53,20 @@ export const errors = {
       'ROLLOUT_NARROWING',
       `a roll-out only widens: it covers ${current}%, asked for ${asked}%`,
     ),
+  rolloutChanged: () =>
+    new ApiError(409, 'ROLLOUT_CHANGED', 'the roll-out changed meanwhile: read it again'),
   badCursor: () => new ApiError(400, 'BAD_CURSOR', 'cursor not understood'),
+  loginFailed: () => new ApiError(401, 'LOGIN_FAILED', 'wrong username or password'),
+  tooManyLogins: (retryAfterSeconds: number) =>
+    new ApiError(
+      429,
+      'TOO_MANY_LOGINS',
+      `too many failed logins: try again in ${retryAfterSeconds} s`,
+      { 'retry-after': String(retryAfterSeconds) },
+    ),
+  foreignOrigin: (origin: string) =>
+    new ApiError(403, 'FOREIGN_ORIGIN', `a login from ${origin} is not accepted`),
+  noSession: () => new ApiError(401, 'NO_SESSION', 'not logged in, or the session expired'),
+  csrf: () => new ApiError(403, 'CSRF', 'X-CSRF-Token missing or not the one of this session'),
   fileNotFound: () => new ApiError(404, 'NOT_FOUND', 'no such file'),
 };

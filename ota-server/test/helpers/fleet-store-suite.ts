@@ -1,6 +1,8 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import type { FleetStore, Rollout } from '../../src/fleet/store.js';
+import { rolloutBucket } from '../../src/fleet/rollout-policy.js';
+import type { UpdateReport } from '@edge/formats';
+import { ROLLOUT_GUARD_DEFAULTS, type FleetStore, type Rollout } from '../../src/fleet/store.js';
 
 /** Opens a fresh, empty store; reopen() opens the same database again (migrations rerun). */
 export type StoreOpener = (
@@ -18,6 +20,8 @@ function rollout(id: string, board: string, version: string, percent: number, at
     state: percent >= 100 ? 'completed' : 'active',
     createdAt: new Date(at),
     updatedAt: new Date(at),
+    ...ROLLOUT_GUARD_DEFAULTS,
+    pausedReason: null,
   };
 }
 
@@ -256,6 +260,225 @@ export function fleetStoreSuite(backend: string, open: StoreOpener): void {
       t.true(await store.useTokenId('d1', 'expired', new Date(Date.now() + 60_000)));
     },
   );
+
+  test(
+    name('dashboard: fleet groups, device pages (search, filters, sort), roll-out counts'),
+    async (t) => {
+      const { store } = await open(t);
+      const now = 1_800_000_000_000;
+      const cutoff = new Date(now - 24 * 3600_000);
+      const states: (UpdateReport | null)[] = [
+        { state: 'idle' },
+        { state: 'committed', targetVersion: '1.1.0' },
+        { state: 'downloading', targetVersion: '1.1.0', progress: 0.5 },
+        { state: 'failed', targetVersion: '1.1.0', reason: 'disk full' },
+        { state: 'rolled-back', targetVersion: '1.1.0', reason: 'no boot' },
+        null,
+      ];
+      const ids: string[] = [];
+      for (let n = 0; n < 60; n++) {
+        const deviceId = n < 3 ? `Gate_%${n}` : `pi-${String(n).padStart(3, '0')}`;
+        ids.push(deviceId);
+        await store.enrollDevice(
+          { deviceId, board: n < 50 ? 'rpi4' : 'qemu', publicKeyX: key(n % 100) },
+          new Date(now),
+        );
+        const update = states[n % states.length]!;
+        if (update === null) continue;
+        await store.recordCheckIn(deviceId, {
+          at: new Date(n === 7 ? now - 48 * 3600_000 : now - n * 1000),
+          slot: 'a',
+          firmwareHash: 'f'.repeat(64),
+          version: update.state === 'committed' ? '1.1.0' : '1.0.0',
+          update,
+          desiredVersion: null,
+        });
+      }
+      const groups = await store.fleetGroups(cutoff);
+      const sum = (pick: (group: (typeof groups)[number]) => boolean) =>
+        groups.filter(pick).reduce((total, group) => total + group.count, 0);
+      t.is(
+        sum(() => true),
+        60,
+      );
+      t.is(
+        sum((group) => group.category === 'notSeen'),
+        11,
+        'ten never seen, one two days ago',
+      );
+      t.is(
+        sum((group) => group.category === 'failed'),
+        10,
+      );
+      t.is(
+        sum((group) => group.category === 'rolledBack'),
+        10,
+      );
+      t.is(
+        sum((group) => group.category === 'updating'),
+        10,
+      );
+      t.is(
+        sum((group) => group.category === 'upToDate'),
+        19,
+      );
+      t.is(
+        sum((group) => group.board === 'qemu'),
+        10,
+      );
+      t.is(
+        sum((group) => group.version === '1.1.0'),
+        10,
+      );
+
+      const page = (query: Partial<Parameters<FleetStore['devicePage']>[0]>) =>
+        store.devicePage({
+          sort: 'deviceId',
+          order: 'asc',
+          offset: 0,
+          limit: 100,
+          notSeenBefore: cutoff,
+          ...query,
+        });
+      t.is((await page({ search: 'gate_%' })).total, 3, 'any case; % and _ are literal');
+      t.is((await page({ search: 'e_%1' })).total, 1);
+      t.is((await page({ search: 'pi-0_' })).total, 0);
+      const second = await page({ board: 'rpi4', limit: 10, offset: 10 });
+      t.is(second.total, 50);
+      t.deepEqual(
+        second.devices.map((device) => device.deviceId),
+        ids.slice(10, 20),
+      );
+      const failed = await page({ category: 'failed' });
+      t.is(failed.total, 10);
+      t.like(failed.devices[0], {
+        category: 'failed',
+        updateState: 'failed',
+        targetVersion: '1.1.0',
+        reason: 'disk full',
+        version: '1.0.0',
+      });
+      t.is((await page({ category: 'notSeen' })).total, 11);
+      t.is(
+        (await page({ category: 'upToDate', version: '1.1.0' })).total,
+        9,
+        'one of ten not seen for two days',
+      );
+      const newest = await page({ sort: 'lastSeen', order: 'desc', limit: 100 });
+      t.is(newest.devices[0]!.deviceId, ids[0]!);
+      t.is(newest.devices.at(-1)!.lastSeen, null, 'never seen last when newest first');
+      const oldest = await page({ sort: 'lastSeen', order: 'asc', limit: 1 });
+      t.is(oldest.devices[0]!.lastSeen, null, 'never seen first when oldest first');
+      const byVersion = await page({ sort: 'version', order: 'desc', limit: 1 });
+      t.is(byVersion.devices[0]!.version, '1.1.0');
+      const byState = await page({ sort: 'state', order: 'asc', limit: 100 });
+      t.is(byState.devices[0]!.updateState, null);
+      t.is(byState.devices.at(-1)!.updateState, 'rolled-back');
+
+      const active = rollout('r-1', 'rpi4', '1.1.0', 40, now);
+      const inside = ids.slice(0, 50).filter((id) => rolloutBucket('r-1', id) < 40);
+      const expected = {
+        targeted: inside.length,
+        updated: 0,
+        updating: 0,
+        failed: 0,
+        rolledBack: 0,
+        pending: 0,
+      };
+      for (const id of inside) {
+        const n = ids.indexOf(id);
+        const state = states[n % states.length]?.state;
+        if (state === 'committed') expected.updated++;
+        else if (state === 'downloading') expected.updating++;
+        else if (state === 'failed') expected.failed++;
+        else if (state === 'rolled-back') expected.rolledBack++;
+        else expected.pending++;
+      }
+      t.deepEqual(await store.rolloutCounts(active), expected, 'buckets computed');
+      t.deepEqual(await store.rolloutCounts(active), expected, 'buckets stored');
+      await store.enrollDevice(
+        { deviceId: 'late', board: 'rpi4', publicKeyX: key(99) },
+        new Date(now),
+      );
+      const late = rolloutBucket('r-1', 'late') < 40 ? 1 : 0;
+      t.like(await store.rolloutCounts(active), {
+        targeted: expected.targeted + late,
+        pending: expected.pending + late,
+      });
+      t.like(await store.rolloutCounts({ ...active, percent: 100 }), { targeted: 51 });
+      t.like(await store.rolloutCounts({ ...active, board: 'none' }), { targeted: 0 });
+    },
+  );
+
+  test(name('dashboard: operators, sessions, roll-out guard settings and samples'), async (t) => {
+    const { store } = await open(t);
+    const at = new Date(1_800_000_000_000);
+    t.true(await store.addOperator({ username: 'alice', passwordHash: 'h1', createdAt: at }));
+    t.false(await store.addOperator({ username: 'alice', passwordHash: 'h2', createdAt: at }));
+    await store.addOperator({ username: 'bob', passwordHash: 'h3', createdAt: at });
+    t.deepEqual(await store.operator('alice'), {
+      username: 'alice',
+      passwordHash: 'h1',
+      createdAt: at,
+    });
+    t.deepEqual(
+      (await store.listOperators()).map((operator) => operator.username),
+      ['alice', 'bob'],
+    );
+    const session = {
+      idHash: 'a'.repeat(64),
+      username: 'alice',
+      csrfToken: 'csrf',
+      createdAt: at,
+      lastUsedAt: at,
+    };
+    await store.createSession(session);
+    await store.createSession({ ...session, idHash: 'b'.repeat(64), username: 'bob' });
+    t.deepEqual(await store.session(session.idHash), session);
+    await store.touchSession(session.idHash, new Date(at.getTime() + 5000));
+    t.is((await store.session(session.idHash))!.lastUsedAt.getTime(), at.getTime() + 5000);
+    await store.deleteExpiredSessions(new Date(at.getTime() + 1000), new Date(0));
+    t.truthy(await store.session(session.idHash));
+    t.is(await store.session('b'.repeat(64)), undefined, 'idle since before the limit');
+    t.true(await store.removeOperator('alice'));
+    t.false(await store.removeOperator('alice'));
+    t.is(await store.session(session.idHash), undefined, 'gone with its operator');
+
+    await store.createRollout(rollout('r1', 'rpi4', '1.1.0', 10, 1000));
+    t.true(await store.updateRolloutGuard('r1', { failureThresholdPercent: 30 }, new Date(2000)));
+    t.false(await store.updateRolloutGuard('nope', { minDevicesForThreshold: 3 }, new Date(2000)));
+    t.true(
+      await store.updateRollout(
+        'r1',
+        { state: 'active', percent: 10 },
+        { state: 'paused', percent: 10, updatedAt: new Date(3000), pausedReason: 'too many' },
+      ),
+    );
+    t.like(await store.rollout('r1'), {
+      failureThresholdPercent: 30,
+      minDevicesForThreshold: 10,
+      pausedReason: 'too many',
+      state: 'paused',
+    });
+    for (let n = 0; n < 4; n++) {
+      await store.recordRolloutSample('r1', {
+        at: new Date(n * 1000),
+        percent: 10,
+        targeted: n,
+        updated: n,
+        updating: 0,
+        failed: 0,
+        rolledBack: n,
+      });
+    }
+    const samples = await store.rolloutSamples('r1', 3);
+    t.deepEqual(
+      samples.map((sample) => sample.targeted),
+      [1, 2, 3],
+      'the newest, oldest first',
+    );
+    t.like(samples[2], { at: new Date(3000), rolledBack: 3, percent: 10 });
+  });
 
   test(name('reopening runs no migration twice and keeps the data'), async (t) => {
     const { store, reopen } = await open(t);

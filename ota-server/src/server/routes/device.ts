@@ -65,7 +65,7 @@ export const deviceRoutes: FastifyPluginAsync = async (app) => {
       const desiredApp: DesiredApp | null = newestApp
         ? { version: newestApp.version, board: newestApp.board, indexTarget: newestApp.indexTarget }
         : null;
-      await app.fleet.recordCheckIn(device.deviceId, {
+      const checkIn = {
         at: app.clock(),
         slot: report.slot,
         firmwareHash: report.firmwareHash,
@@ -73,6 +73,12 @@ export const deviceRoutes: FastifyPluginAsync = async (app) => {
         update: report.update,
         desiredVersion: desired?.version ?? null,
         ...(report.app && { app: report.app }),
+      };
+      await app.fleet.recordCheckIn(device.deviceId, checkIn);
+      app.fleetEvents.emit('checkIn', {
+        deviceId: device.deviceId,
+        board: device.board,
+        report: checkIn,
       });
       return { desired, app: desiredApp, checkInSeconds: app.serverConfig.checkInSeconds };
     },
