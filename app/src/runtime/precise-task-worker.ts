@@ -5,7 +5,20 @@ export interface PreciseWorkerData {
   maxCatchUp: number;
   moduleUrl: string;
   exportName: string;
+  /** SCHED_FIFO priority (1-99) to ask for, else undefined. */
+  realtimePriority: number | undefined;
+  /** The nice value to ask for (alone, or when SCHED_FIFO is refused), else undefined. */
   niceness: number | undefined;
+}
+
+/** The scheduling a worker thread got, and why it got less than it asked for. */
+export interface WorkerPriority {
+  /** The kernel thread id (for chrt -p, ps -L, /proc/PID/task/TID). */
+  tid: number | undefined;
+  /** 'SCHED_FIFO 10', 'nice -20' or 'default'. */
+  applied: string;
+  /** One reason per attempt that was refused, e.g. chrt's "Operation not permitted". */
+  refused: string[];
 }
 
 /**
@@ -15,7 +28,8 @@ export interface PreciseWorkerData {
  *
  * Each wait sleeps on a timer until a margin before the deadline, then blocks in Atomics.wait
  * for the rest: libuv timers have millisecond granularity, a futex wait has microseconds, and
- * the thread spins on nothing. Lateness goes to the main thread in batches, twice a second.
+ * the thread spins on nothing (a futex sleep: at SCHED_FIFO it takes CPU only while the task
+ * runs). Lateness goes to the main thread in batches, twice a second.
  */
 export const PRECISE_TASK_WORKER_SOURCE = String.raw`
 const { parentPort: port, workerData: data } = require('node:worker_threads');
@@ -40,19 +54,61 @@ async function waitUntil(deadline) {
   if (rest > 0) Atomics.wait(sleeper, 0, 0, rest);
 }
 
-/** Linux nice values are per thread: this thread's id is the last part of /proc/thread-self. */
-function setNiceness() {
-  if (data.niceness === undefined) return;
-  try {
-    const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
-    require('node:os').setPriority(tid, data.niceness);
-  } catch (error) {
-    port.postMessage({ type: 'error', message: 'cannot set niceness ' + data.niceness + ': ' + error.message });
+// Scheduling policy and nice value are per thread on Linux: this thread's id ends /proc/thread-self.
+function threadId() {
+  return Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+}
+
+function withPrivilegeHint(text) {
+  return /not permitted|EPERM|EACCES|permission denied/i.test(text)
+    ? text + ' (needs root or CAP_SYS_NICE)'
+    : text;
+}
+
+/**
+ * SCHED_FIFO through util-linux's chrt (node has no sched_setscheduler), reset on fork so that
+ * processes the task starts do not inherit it; else the nice value; else the default.
+ */
+function raisePriority() {
+  const refused = [];
+  if (data.realtimePriority === undefined && data.niceness === undefined) {
+    return { tid: undefined, applied: 'default', refused };
   }
+  let tid;
+  try {
+    tid = threadId();
+  } catch (error) {
+    refused.push('no thread id from /proc/thread-self: ' + error.message);
+    return { tid: undefined, applied: 'default', refused };
+  }
+  if (data.realtimePriority !== undefined) {
+    const policy = 'SCHED_FIFO ' + data.realtimePriority;
+    const chrt = require('node:child_process').spawnSync(
+      'chrt',
+      ['--fifo', '--reset-on-fork', '--pid', String(data.realtimePriority), String(tid)],
+      { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 },
+    );
+    if (chrt.status === 0) return { tid, applied: policy, refused };
+    const why = chrt.error
+      ? chrt.error.code === 'ENOENT'
+        ? 'no chrt (util-linux) on PATH'
+        : chrt.error.message
+      : (chrt.stderr || '').trim() || 'chrt exited with status ' + chrt.status;
+    refused.push(policy + ': ' + withPrivilegeHint(why));
+  }
+  if (data.niceness !== undefined) {
+    try {
+      require('node:os').setPriority(tid, data.niceness);
+      return { tid, applied: 'nice ' + data.niceness, refused };
+    } catch (error) {
+      refused.push('nice ' + data.niceness + ': ' + withPrivilegeHint(error.message));
+    }
+  }
+  return { tid, applied: 'default', refused };
 }
 
 async function main() {
-  setNiceness();
+  port.postMessage({ type: 'priority', priority: raisePriority() });
   const exported = await import(data.moduleUrl);
   const run = exported[data.exportName];
   if (typeof run !== 'function') {

@@ -76,6 +76,18 @@ const runtimePluginBody: FastifyPluginAsync<RuntimeDeps> = async (app, deps) => 
     deps.scheduler ??
     new Scheduler({
       onError: (task, error) => app.log.error({ err: error, task }, 'periodic task failed'),
+      onPriority: (task, { tid, applied, refused }) => {
+        if (refused.length === 0)
+          app.log.info(
+            { task, tid, priority: applied },
+            `task ${task}: worker thread at ${applied}`,
+          );
+        else
+          app.log.warn(
+            { task, tid, priority: applied, refused },
+            `task ${task}: worker thread at ${applied}, refused ${refused.join('; ')}`,
+          );
+      },
     });
   app.decorate('scheduler', scheduler);
 

@@ -1,7 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { JitterHistogram, type JitterSummary } from './jitter-histogram.js';
-import { PRECISE_TASK_WORKER_SOURCE, type PreciseWorkerData } from './precise-task-worker.js';
+import {
+  PRECISE_TASK_WORKER_SOURCE,
+  type PreciseWorkerData,
+  type WorkerPriority,
+} from './precise-task-worker.js';
+
+export type { WorkerPriority } from './precise-task-worker.js';
 
 /** What to do when a run ends after the next deadline: drop the missed runs, or run them now. */
 export type OverrunPolicy = 'skip' | 'catch-up';
@@ -24,7 +30,13 @@ export interface WorkerTask {
   /** An ES module (file: URL) whose export `exportName` (default "run") is called each period. */
   moduleUrl: string;
   exportName?: string;
-  /** The worker thread's nice value (negative needs root or CAP_SYS_NICE): wakes on time on a busy CPU. */
+  /**
+   * SCHED_FIFO for the worker thread, so that the kernel runs it before any ordinary thread on
+   * a busy CPU: true (priority DEFAULT_REALTIME_PRIORITY) or a priority 1-99. Needs root or
+   * CAP_SYS_NICE and chrt; refused, the thread gets `niceness` (default -20 then). Off by default.
+   */
+  realtime?: boolean | number;
+  /** The worker thread's nice value (negative needs root or CAP_SYS_NICE); alone, or realtime's fallback. */
   niceness?: number;
 }
 
@@ -44,6 +56,8 @@ export const realClock: SchedulerClock = {
 export interface TaskStats extends JitterSummary {
   name: string;
   thread: 'main' | 'worker';
+  /** A worker thread's scheduling ('SCHED_FIFO 10', 'nice -20', 'default'); the main thread's is the process's. */
+  priority?: string;
   runs: number;
   /** Runs that ended after the next deadline. */
   overruns: number;
@@ -53,6 +67,10 @@ export interface TaskStats extends JitterSummary {
 }
 
 const DEFAULT_MAX_CATCH_UP = 10;
+/** Above every ordinary thread, below the kernel's own (irq threads 50, watchdogs 99). */
+export const DEFAULT_REALTIME_PRIORITY = 10;
+/** What a realtime task gets when SCHED_FIFO is refused: the highest nice priority. */
+const REALTIME_FALLBACK_NICENESS = -20;
 /** The longest delay setTimeout takes (2^31 - 1 ms). */
 const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
@@ -63,13 +81,20 @@ const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 export class Scheduler {
   readonly #clock: SchedulerClock;
   readonly #onError: (task: string, error: unknown) => void;
+  readonly #onPriority: (task: string, priority: WorkerPriority) => void;
   readonly #tasks = new Map<string, { stats: () => TaskStats; stop: () => Promise<void> }>();
 
   constructor(
-    options: { clock?: SchedulerClock; onError?: (task: string, error: unknown) => void } = {},
+    options: {
+      clock?: SchedulerClock;
+      onError?: (task: string, error: unknown) => void;
+      /** Once per worker task that asked for a priority: what it got, and what was refused. */
+      onPriority?: (task: string, priority: WorkerPriority) => void;
+    } = {},
   ) {
     this.#clock = options.clock ?? realClock;
     this.#onError = options.onError ?? (() => undefined);
+    this.#onPriority = options.onPriority ?? (() => undefined);
   }
 
   /** Starts a task on the main thread; its first run is one period from now. */
@@ -82,12 +107,25 @@ export class Scheduler {
     runner.start();
   }
 
-  /** Starts a task in a dedicated worker thread; resolves once the worker has loaded the task. */
-  async addWorker(task: WorkerTask): Promise<void> {
+  /**
+   * Starts a task in a dedicated worker thread; resolves, with the scheduling the thread got,
+   * once the worker has loaded the task.
+   */
+  async addWorker(task: WorkerTask): Promise<WorkerPriority> {
     this.#claim(task.name, task.periodMs);
-    const runner = new WorkerRunner(task, (error) => this.#onError(task.name, error));
+    const realtimePriority = realtimePriorityOf(task);
+    const runner = new WorkerRunner(
+      task,
+      realtimePriority,
+      (error) => this.#onError(task.name, error),
+      (priority) => {
+        if (realtimePriority !== undefined || task.niceness !== undefined)
+          this.#onPriority(task.name, priority);
+      },
+    );
     this.#tasks.set(task.name, { stats: () => runner.stats(), stop: () => runner.stop() });
     await runner.started;
+    return runner.priority;
   }
 
   stats(): TaskStats[] {
@@ -196,14 +234,29 @@ class MainThreadRunner {
   }
 }
 
+/** realtime: true is the default priority; a number is checked against chrt's 1-99. */
+function realtimePriorityOf(task: WorkerTask): number | undefined {
+  if (task.realtime === undefined || task.realtime === false) return undefined;
+  if (task.realtime === true) return DEFAULT_REALTIME_PRIORITY;
+  if (!Number.isInteger(task.realtime) || task.realtime < 1 || task.realtime > 99)
+    throw new RangeError(`task ${task.name}: the realtime priority must be 1 to 99`);
+  return task.realtime;
+}
+
 class WorkerRunner {
   readonly started: Promise<void>;
+  priority: WorkerPriority = { tid: undefined, applied: 'default', refused: [] };
   readonly #task: WorkerTask;
   readonly #worker: Worker;
   readonly #jitter = new JitterHistogram();
   #counters = { runs: 0, overruns: 0, skipped: 0, failures: 0 };
 
-  constructor(task: WorkerTask, onError: (error: unknown) => void) {
+  constructor(
+    task: WorkerTask,
+    realtimePriority: number | undefined,
+    onError: (error: unknown) => void,
+    onPriority: (priority: WorkerPriority) => void,
+  ) {
     this.#task = task;
     const workerData: PreciseWorkerData = {
       periodMs: task.periodMs,
@@ -211,7 +264,9 @@ class WorkerRunner {
       maxCatchUp: task.maxCatchUp ?? DEFAULT_MAX_CATCH_UP,
       moduleUrl: task.moduleUrl,
       exportName: task.exportName ?? 'run',
-      niceness: task.niceness,
+      realtimePriority,
+      niceness:
+        task.niceness ?? (realtimePriority === undefined ? undefined : REALTIME_FALLBACK_NICENESS),
     };
     this.#worker = new Worker(PRECISE_TASK_WORKER_SOURCE, {
       eval: true,
@@ -222,7 +277,10 @@ class WorkerRunner {
     this.started = new Promise((resolve, reject) => {
       this.#worker.on('message', (message: WorkerMessage) => {
         if (message.type === 'started') resolve();
-        else if (message.type === 'error') onError(new Error(message.message));
+        else if (message.type === 'priority') {
+          this.priority = message.priority;
+          onPriority(message.priority);
+        } else if (message.type === 'error') onError(new Error(message.message));
         else {
           for (const lateness of message.latenessMs) this.#jitter.recordMs(lateness);
           this.#counters = message.counters;
@@ -239,6 +297,7 @@ class WorkerRunner {
     return {
       name: this.#task.name,
       thread: 'worker',
+      priority: this.priority.applied,
       ...this.#counters,
       ...this.#jitter.summary(),
     };
@@ -251,6 +310,7 @@ class WorkerRunner {
 
 export type WorkerMessage =
   | { type: 'started' }
+  | { type: 'priority'; priority: WorkerPriority }
   | { type: 'error'; message: string }
   | {
       type: 'report';
@@ -260,5 +320,5 @@ export type WorkerMessage =
 
 export function describeStats(stats: TaskStats): string {
   const ms = (seconds: number) => `${(seconds * 1000).toFixed(3)} ms`;
-  return `${stats.name} (${stats.thread}): ${stats.runs} runs, jitter p50 ${ms(stats.p50Seconds)} p99 ${ms(stats.p99Seconds)} max ${ms(stats.maxSeconds)}, ${stats.overruns} overruns, ${stats.skipped} skipped`;
+  return `${stats.name} (${stats.thread}${stats.priority ? `, ${stats.priority}` : ''}): ${stats.runs} runs, jitter p50 ${ms(stats.p50Seconds)} p99 ${ms(stats.p99Seconds)} max ${ms(stats.maxSeconds)}, ${stats.overruns} overruns, ${stats.skipped} skipped`;
 }

@@ -25,7 +25,12 @@ export class CertificateError extends Error {
   override name = 'CertificateError';
 }
 
-/** TLS 1.2 and 1.3 only: 1.0 and 1.1 are refused at the handshake. */
+/**
+ * TLS 1.2 and 1.3 only: 1.0 and 1.1 are refused at the handshake. Both resume from tickets: a
+ * 1.3 resumption still makes an ECDHE exchange (OpenSSL 3.0 picks psk_dhe_ke whenever a client
+ * offers it), a 1.2 one makes none, and so lacks forward secrecy while its ticket key lives.
+ * A client that must save CPU may cap itself at 1.2; the server offers 1.3 to all who can.
+ */
 export const MIN_TLS_VERSION = 'TLSv1.2';
 /** Session ticket keys: 16 B name, 16 B HMAC secret, 16 B AES key. */
 const TICKET_KEYS_BYTES = 48;

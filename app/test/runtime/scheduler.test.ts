@@ -1,10 +1,16 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { JitterHistogram } from '../../src/runtime/jitter-histogram.js';
-import { Scheduler, type SchedulerClock } from '../../src/runtime/scheduler.js';
+import {
+  Scheduler,
+  type SchedulerClock,
+  type WorkerPriority,
+} from '../../src/runtime/scheduler.js';
 import { runtimeTestServer } from './runtime-helpers.js';
 
 /** A clock that moves only when told; each timer fires `latenessMs` after it is due. */
@@ -148,4 +154,144 @@ test('each task jitter p50, p99 and max are at /metrics', async (t) => {
       ),
     );
   t.regex(metrics, /^edge_task_runs\{task="sampler",outcome="run"\} [1-9]\d*$/m);
+});
+
+/** A module for worker tasks that does nothing, in a folder of its own. */
+function noopTaskModule(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-task-'));
+  const module = join(dir, 'task.mjs');
+  writeFileSync(module, 'export function run() {}\n');
+  return pathToFileURL(module).href;
+}
+
+/** Whether this process may raise a thread to SCHED_FIFO: root (or CAP_SYS_NICE) and chrt. */
+function canUseRealtime(): boolean {
+  try {
+    execFileSync('chrt', ['--max'], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  const effective = /^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  const CAP_SYS_NICE = 23n;
+  return effective !== null && ((BigInt(`0x${effective[1]}`) >> CAP_SYS_NICE) & 1n) === 1n;
+}
+
+test('a realtime worker task gets SCHED_FIFO (reset on fork) for its own thread only, and says so', async (t) => {
+  if (!canUseRealtime()) {
+    t.log('skipped: SCHED_FIFO needs CAP_SYS_NICE and chrt');
+    t.pass();
+    return;
+  }
+  const reported: [string, WorkerPriority][] = [];
+  const scheduler = new Scheduler({
+    onPriority: (task, priority) => reported.push([task, priority]),
+  });
+  t.teardown(() => scheduler.stop());
+  const priority = await scheduler.addWorker({
+    name: 'sampler',
+    periodMs: 5,
+    overrun: 'skip',
+    moduleUrl: noopTaskModule(),
+    realtime: 12,
+  });
+  t.like(priority, { applied: 'SCHED_FIFO 12', refused: [] });
+  t.deepEqual(reported, [['sampler', priority]]);
+  // The kernel's view of that thread, and of this (main) thread, which stays as it was.
+  const policyOf = (tid: number) =>
+    execFileSync('chrt', ['--pid', String(tid)], { encoding: 'utf8' });
+  t.regex(policyOf(priority.tid!), /policy: SCHED_FIFO\|SCHED_RESET_ON_FORK\n.*priority: 12/s);
+  t.regex(policyOf(process.pid), /policy: SCHED_OTHER/);
+  t.like(scheduler.stats()[0], { priority: 'SCHED_FIFO 12' });
+  // Ordinary tasks ask for nothing and report nothing.
+  await scheduler.addWorker({
+    name: 'plain',
+    periodMs: 5,
+    overrun: 'skip',
+    moduleUrl: noopTaskModule(),
+  });
+  t.is(reported.length, 1);
+  t.like(scheduler.stats()[1], { priority: 'default' });
+});
+
+test('a realtime priority outside 1-99 is refused before a worker starts', async (t) => {
+  const scheduler = new Scheduler();
+  await t.throwsAsync(
+    scheduler.addWorker({
+      name: 'bad',
+      periodMs: 5,
+      overrun: 'skip',
+      moduleUrl: noopTaskModule(),
+      realtime: 100,
+    }),
+    { instanceOf: RangeError, message: /1 to 99/ },
+  );
+  t.deepEqual(scheduler.stats(), []);
+});
+
+/**
+ * Without CAP_SYS_NICE (root's bounding set without it, as setpriv runs the child), chrt and
+ * setpriority answer EPERM/EACCES: the task still runs, at the default priority, and says why.
+ */
+test('without CAP_SYS_NICE a realtime task falls back to nice, then to the default, with the reasons', async (t) => {
+  if (!canUseRealtime()) {
+    t.log('skipped: needs root (to drop CAP_SYS_NICE) and util-linux');
+    t.pass();
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'edge-task-'));
+  const script = join(dir, 'child.mts');
+  const schedulerUrl = new URL('../../src/runtime/scheduler.ts', import.meta.url).href;
+  writeFileSync(
+    script,
+    `import { Scheduler } from ${JSON.stringify(schedulerUrl)};
+const scheduler = new Scheduler();
+const priority = await scheduler.addWorker({
+  name: 'sampler', periodMs: 5, overrun: 'skip', moduleUrl: ${JSON.stringify(noopTaskModule())}, realtime: true,
+});
+// The worker reports its counters twice a second.
+await new Promise((resolve) => setTimeout(resolve, 700));
+process.stdout.write(JSON.stringify({ priority, runs: scheduler.stats()[0].runs }));
+await scheduler.stop();
+`,
+  );
+  const root = fileURLToPath(new URL('../../..', import.meta.url));
+  const { stdout } = await promisify(execFile)(
+    'setpriv',
+    ['--bounding-set=-sys_nice', process.execPath, '--import', 'tsx', script],
+    { cwd: root, encoding: 'utf8' },
+  );
+  const { priority, runs } = JSON.parse(stdout) as { priority: WorkerPriority; runs: number };
+  t.is(priority.applied, 'default');
+  t.is(priority.refused.length, 2);
+  t.regex(
+    priority.refused[0]!,
+    /^SCHED_FIFO 10: .*Operation not permitted \(needs root or CAP_SYS_NICE\)$/,
+  );
+  t.regex(priority.refused[1]!, /^nice -20: .*(EACCES|EPERM).*\(needs root or CAP_SYS_NICE\)$/);
+  t.true(runs > 5, `${runs} runs`);
+});
+
+test('the edge server logs once which priority a worker task got', async (t) => {
+  if (!canUseRealtime()) {
+    t.log('skipped: SCHED_FIFO needs CAP_SYS_NICE and chrt');
+    t.pass();
+    return;
+  }
+  const app = await runtimeTestServer({});
+  t.teardown(() => app.close());
+  await app.ready();
+  const lines: string[] = [];
+  app.log.info = ((fields: object, message: string) => {
+    lines.push(`${message} ${JSON.stringify(fields)}`);
+  }) as unknown as typeof app.log.info;
+  const { tid } = await app.scheduler.addWorker({
+    name: 'sampler',
+    periodMs: 10,
+    overrun: 'skip',
+    moduleUrl: noopTaskModule(),
+    realtime: true,
+  });
+  t.deepEqual(lines, [
+    `task sampler: worker thread at SCHED_FIFO 10 {"task":"sampler","tid":${tid},"priority":"SCHED_FIFO 10"}`,
+  ]);
 });

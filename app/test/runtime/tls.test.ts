@@ -143,6 +143,30 @@ test('a second connection resumes the session with its ticket (TLS 1.3 and 1.2)'
   }
 });
 
+test('a TLS 1.3 resumption makes a key exchange (X25519); a TLS 1.2 resumption makes none', async (t) => {
+  const { app, port } = await startEdgeServer(false);
+  t.teardown(() => app.close());
+  const exchanges: Record<string, string[]> = {};
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    const options = { minVersion: version, maxVersion: version };
+    const firstSocket = await handshake(port, options);
+    // 1.2's ticket comes within the handshake, 1.3's after it.
+    const ticket =
+      version === 'TLSv1.2'
+        ? firstSocket.getSession()!
+        : await new Promise<Buffer>((resolve) => firstSocket.once('session', resolve));
+    const keyExchange = (socket: TLSSocket) =>
+      (socket.getEphemeralKeyInfo() as { name?: string } | null)?.name ?? 'none';
+    const resumed = await handshake(port, { ...options, session: ticket });
+    t.true(resumed.isSessionReused(), version);
+    exchanges[version] = [keyExchange(firstSocket), keyExchange(resumed)];
+    firstSocket.destroy();
+    resumed.destroy();
+  }
+  // Full handshakes use X25519, node's first choice; only 1.2's resumption skips it.
+  t.deepEqual(exchanges, { 'TLSv1.3': ['X25519', 'X25519'], 'TLSv1.2': ['X25519', 'none'] });
+});
+
 /** TlsCertificates on a plain https server: the swap, and the refusal, seen by new clients. */
 async function servedFingerprint(port: number): Promise<string> {
   const socket = await handshake(port);
