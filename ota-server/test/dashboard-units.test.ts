@@ -16,9 +16,14 @@ import {
 } from '../src/dashboard/sessions.js';
 import { deviceCategory } from '../src/fleet/device-category.js';
 import { rolloutGuard } from '../src/fleet/rollout-guard.js';
+import { rolloutBucket } from '../src/fleet/rollout-policy.js';
+import { MIGRATIONS } from '../src/fleet/schema.js';
 import { SqlFleetStore } from '../src/fleet/sql-fleet-store.js';
 import { SqliteDatabase } from '../src/fleet/sqlite-database.js';
+import { versionSortKey } from '../src/fleet/version-sort-key.js';
+import { compareSemver, parseSemver } from '../src/publish/semver.js';
 import { tempDir } from './helpers/fixtures.js';
+import { checkRolloutCounts, seededRandom } from './helpers/rollout-counts-property.js';
 
 const settings = { failureThresholdPercent: 10, minDevicesForThreshold: 10 };
 
@@ -146,4 +151,114 @@ test('device categories: the first that applies', (t) => {
   }
   t.is(deviceCategory(seen, 'committed', cutoff), 'upToDate');
   t.is(deviceCategory(seen, 'idle', cutoff), 'upToDate');
+});
+
+test('roll-out counts kept by check-ins equal a recount after random steps (SQLite); buckets only for the counted', async (t) => {
+  const dir = await tempDir(t, 'counts');
+  let db: SqliteDatabase | undefined;
+  for (const seed of [1, 2, 3]) {
+    db = new SqliteDatabase(join(dir, `fleet-${seed}.sqlite`));
+    const store = await SqlFleetStore.open(db);
+    t.teardown(() => store.close());
+    await checkRolloutCounts(t, store, { seed, steps: 150 });
+  }
+  // Buckets of ended roll-outs are deleted when they end: what is left is the counted ones'.
+  const left = await db!.query<{ state: string }>(
+    'SELECT DISTINCT r.state FROM rollout_buckets b JOIN rollouts r ON r.id = b.rollout_id',
+  );
+  t.true(left.every((row) => row.state === 'active' || row.state === 'paused'));
+  const [orphans] = await db!.query<{ n: number }>(
+    'SELECT COUNT(*) AS n FROM rollout_buckets WHERE rollout_id NOT IN (SELECT id FROM rollouts)',
+  );
+  t.is(orphans!.n, 0);
+});
+
+test('version sort keys order as semver precedence; other versions first, by their text', (t) => {
+  const random = seededRandom(7);
+  const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)]!;
+  const number = () => pick(['0', '1', '2', '9', '10', '11', '100', '9007199254740991']);
+  const identifier = () => pick(['alpha', 'beta', 'rc', 'a-b', 'x1', '1a', '-', number()]);
+  const versions = ['latest', 'v1.0.0', '1.0', '1.0.0', '1.0.0+build.5'];
+  for (let n = 0; n < 400; n++) {
+    const prerelease =
+      random() < 0.5
+        ? ''
+        : `-${Array.from({ length: 1 + Math.floor(random() * 3) }, identifier).join('.')}`;
+    versions.push(`${number()}.${number()}.${number()}${prerelease}`);
+  }
+  const expected = (a: string, b: string) => {
+    const x = parseSemver(a);
+    const y = parseSemver(b);
+    if (x && y) return compareSemver(x, y);
+    if (x || y) return x ? 1 : -1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
+  const bytes = (a: string, b: string) =>
+    Math.sign(Buffer.compare(Buffer.from(versionSortKey(a)), Buffer.from(versionSortKey(b))));
+  for (const a of versions) {
+    for (const b of versions) {
+      if (bytes(a, b) !== expected(a, b)) t.fail(`${a} vs ${b}`);
+    }
+  }
+  t.true(versionSortKey('1.9.0') < versionSortKey('1.10.0'));
+  t.true(versionSortKey('1.0.0-rc.1') < versionSortKey('1.0.0'));
+});
+
+test('migration 4: counts, buckets and version keys for a fleet stored before it', async (t) => {
+  const file = join(await tempDir(t, 'migrate'), 'fleet.sqlite');
+  const old = new SqliteDatabase(file);
+  old.defineFunction('rollout_bucket', (r, d) => rolloutBucket(String(r), String(d)));
+  await old.migrate(MIGRATIONS.filter((migration) => migration.version <= 3));
+  const ids = Array.from({ length: 40 }, (_, n) => `pi-${n}`);
+  for (const [n, id] of ids.entries()) {
+    await old.execute(
+      `INSERT INTO devices (device_id, board, public_key_x, enrolled_at, last_seen_at, version,
+         update_state, target_version) VALUES (?, 'rpi4', 'k', 0, 1, ?, ?, ?)`,
+      [id, n % 2 ? '1.10.0' : '1.9.0', n % 4 === 0 ? 'failed' : 'idle', '1.10.0'],
+    );
+  }
+  const insert = `INSERT INTO rollouts (id, board, version, percent, state, created_at, updated_at)
+    VALUES (?, 'rpi4', '1.10.0', ?, ?, 0, 0)`;
+  await old.execute(insert, ['live', 50, 'active']);
+  await old.execute(insert, ['ended', 50, 'cancelled']);
+  await old.execute(
+    "INSERT INTO rollout_buckets (rollout_id, device_id, bucket) VALUES ('ended', 'pi-1', 1)",
+  );
+  await old.close();
+
+  const db = new SqliteDatabase(file);
+  const store = await SqlFleetStore.open(db);
+  t.teardown(() => store.close());
+  const inside = (id: string) => ids.filter((device) => rolloutBucket(id, device) < 50);
+  for (const id of ['live', 'ended']) {
+    const members = inside(id);
+    const updated = members.filter((device) => Number(device.slice(3)) % 2 === 1).length;
+    const failed = members.filter((device) => Number(device.slice(3)) % 4 === 0).length;
+    t.deepEqual(await store.rolloutCounts({ id }), {
+      targeted: members.length,
+      updated,
+      updating: 0,
+      failed,
+      rolledBack: 0,
+      pending: members.length - updated - failed,
+    });
+  }
+  const buckets = await db.query<{ rollout_id: string; n: number }>(
+    'SELECT rollout_id, COUNT(*) AS n FROM rollout_buckets GROUP BY rollout_id',
+  );
+  t.deepEqual(buckets, [{ rollout_id: 'live', n: 40 }]);
+  const page = await store.devicePage({
+    sort: 'version',
+    order: 'desc',
+    offset: 0,
+    limit: 1,
+    notSeenBefore: new Date(0),
+  });
+  t.is(page.devices[0]!.version, '1.10.0', 'keys filled in for versions stored before');
+  // The triggers work on the migrated database.
+  await store.enrollDevice({ deviceId: 'late', board: 'rpi4', publicKeyX: 'k' }, new Date());
+  t.is(
+    (await store.rolloutCounts({ id: 'live' })).targeted,
+    inside('live').length + (rolloutBucket('live', 'late') < 50 ? 1 : 0),
+  );
 });

@@ -2,6 +2,7 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openFleetStore } from '../src/fleet/open-store.js';
 import { rolloutBucket } from '../src/fleet/rollout-policy.js';
 import { addTargets } from '../src/tuf/index.js';
 import { addOperator, DashboardClient, OPERATOR } from './helpers/dashboard-client.js';
@@ -586,6 +587,54 @@ test('the automatic pause: past the failure threshold, again only after a furthe
   await fail(f!, 'disk full');
   const again = await until(state, (rollout) => rollout.state === 'paused');
   t.is(again.pausedReason, 'failure rate 50% (3 of 6) reached the 50% threshold');
+});
+
+test("the automatic pause: an operator's resume above the threshold outlives a restart", async (t) => {
+  const store = await openFleetStore({ dataDir: await tempDir(t, 'data') });
+  t.teardown(() => store.close());
+  const repo = await repository(t);
+  const first = await dashboardServer(t, { repo, store });
+  const created = await first.client.send('POST', '/dashboard/api/rollouts', {
+    board: 'rpi4',
+    version: '1.1.0',
+    percent: 99,
+    failureThresholdPercent: 50,
+    minDevicesForThreshold: 4,
+  });
+  const id = (created.body.rollout as { id: string }).id;
+  const devices = (await fleet(first.server, 12)).filter(
+    (device) => rolloutBucket(id, device.deviceId) < 99,
+  );
+  t.true(devices.length >= 6);
+  const [a, b, c, d, e, f] = devices;
+  const fail = (device: SimulatedDevice, url: string) =>
+    device.checkIn(url, '1.0.0', { state: 'failed', targetVersion: '1.1.0', reason: 'disk full' });
+  await a!.checkIn(first.server.url, '1.1.0');
+  await b!.checkIn(first.server.url, '1.1.0');
+  await fail(c!, first.server.url);
+  await fail(d!, first.server.url);
+  await first.server.app.rolloutMonitor.idle();
+  t.is((await store.rollout(id))!.state, 'paused');
+  const resumed = await first.client.send('POST', `/dashboard/api/rollouts/${id}/resume`);
+  t.like(resumed.body, { rollout: { state: 'active' } });
+  await first.server.app.rolloutMonitor.idle();
+  await first.server.close();
+
+  // A new process on the same database: the resume still stands until a further failure.
+  const second = await startServer(t, repo, { store });
+  const state = async () => (await store.rollout(id))!.state;
+  await second.app.rolloutMonitor.sampleActive();
+  await second.app.rolloutMonitor.idle();
+  t.is(await state(), 'active', 'not paused again by the failures the operator accepted');
+  await e!.checkIn(second.url, '1.1.0');
+  await second.app.rolloutMonitor.idle();
+  t.is(await state(), 'active');
+  await fail(f!, second.url);
+  await until(state, (now) => now === 'paused');
+  t.like(await store.rollout(id), {
+    state: 'paused',
+    pausedReason: 'failure rate 50% (3 of 6) reached the 50% threshold',
+  });
 });
 
 /** Reads server-sent events from a stream until `count` have come. */

@@ -1,10 +1,22 @@
 import type { AppReport, UpdateReport, UpdateState } from '@edge/formats';
 import { CATEGORY_SQL, categoryCondition, deviceCategory } from './device-category.js';
+import {
+  BOARD_ROWS,
+  bucketRows,
+  COUNT_COLUMNS,
+  COUNTED_STATES,
+  COUNTING_LOCK_SQL,
+  CLEAR_CHANGES_SQL,
+  COUNTS_TARGET,
+  countsSelect,
+  KEPT_COUNTS_SQL,
+  newChangeRows,
+  ROLLOUT_COUNTING_LOCK_SQL,
+} from './rollout-counts-sql.js';
 import { rolloutBucket } from './rollout-policy.js';
 import { MIGRATIONS } from './schema.js';
-import type { SqlDatabase, SqlValue } from './sql-database.js';
+import type { SqlDatabase, SqlStatement, SqlValue } from './sql-database.js';
 import {
-  UPDATING_STATES,
   type CheckInRecord,
   type DeviceCategory,
   type DeviceDetail,
@@ -26,6 +38,7 @@ import {
   type SessionRecord,
   type UplinkRecord,
 } from './store.js';
+import { versionSortKey } from './version-sort-key.js';
 
 interface DeviceRow {
   device_id: string;
@@ -61,7 +74,10 @@ interface RolloutRow {
   failure_threshold_percent: number;
   min_devices_for_threshold: number;
   paused_reason: string | null;
+  accepted_failures: number | null;
 }
+
+type CountsRow = Record<string, number | string | null>;
 
 interface DeviceListSqlRow {
   device_id: string;
@@ -94,7 +110,7 @@ interface SessionRow {
 const DEVICE_COLUMNS =
   'device_id, board, enrolled_at, last_seen_at, slot, firmware_hash, version, update_report, desired_version, app_report';
 const ROLLOUT_COLUMNS =
-  'id, board, version, percent, state, created_at, updated_at, failure_threshold_percent, min_devices_for_threshold, paused_reason';
+  'id, board, version, percent, state, created_at, updated_at, failure_threshold_percent, min_devices_for_threshold, paused_reason, accepted_failures';
 const DEVICE_LIST_COLUMNS =
   'device_id, board, version, update_state, target_version, last_seen_at, update_report';
 
@@ -102,20 +118,24 @@ const DEVICE_LIST_COLUMNS =
 const SORT_COLUMNS: Record<DeviceSortKey, string | undefined> = {
   deviceId: undefined,
   board: 'board',
-  version: 'version',
+  version: 'version_key',
   lastSeen: 'last_seen_at',
   state: 'update_state',
 };
 
-const UPDATING_LIST = UPDATING_STATES.map((state) => `'${state}'`).join(', ');
+/** Whether the triggers keep a roll-out's counts (rollout-counts-sql.ts). */
+function counted(state: RolloutState): boolean {
+  return state === 'active' || state === 'paused';
+}
 
-/** How a targeted device stands in its roll-out: 4 `?`, each the roll-out's version. */
-const ROLLOUT_STANDING_SQL = `CASE
-  WHEN d.version = ? THEN 'updated'
-  WHEN d.target_version = ? AND d.update_state = 'failed' THEN 'failed'
-  WHEN d.target_version = ? AND d.update_state = 'rolled-back' THEN 'rolledBack'
-  WHEN d.target_version = ? AND d.update_state IN (${UPDATING_LIST}) THEN 'updating'
-  ELSE 'pending' END`;
+/** The buckets of roll-out `?`'s board's devices that have none yet. */
+const FILL_BUCKETS = `INSERT INTO rollout_buckets (rollout_id, device_id, bucket)
+  SELECT rollouts.id, d.device_id, rollout_bucket(rollouts.id, d.device_id)
+  FROM rollouts JOIN devices d ON d.board = rollouts.board
+  WHERE rollouts.id = ? AND NOT EXISTS (
+    SELECT 1 FROM rollout_buckets b WHERE b.rollout_id = rollouts.id AND b.device_id = d.device_id
+  )
+  ON CONFLICT DO NOTHING`;
 
 /** LIKE's wildcards taken literally (the queries say ESCAPE with a backslash). */
 function likeLiteral(text: string): string {
@@ -128,15 +148,17 @@ export class SqlFleetStore implements FleetStore {
 
   private constructor(private readonly db: SqlDatabase) {
     this.kind = db.dialect;
-    db.defineFunction?.('rollout_bucket', (rolloutId, deviceId) =>
-      rolloutBucket(String(rolloutId), String(deviceId)),
-    );
   }
 
   /** Opens the store on a database, migrating its schema first. */
   static async open(db: SqlDatabase): Promise<SqlFleetStore> {
+    // Migrations and triggers call it.
+    db.defineFunction?.('rollout_bucket', (rolloutId, deviceId) =>
+      rolloutBucket(String(rolloutId), String(deviceId)),
+    );
     try {
       await db.migrate(MIGRATIONS);
+      await fillVersionKeys(db);
     } catch (error) {
       await db.close().catch(() => undefined);
       throw error;
@@ -193,9 +215,11 @@ export class SqlFleetStore implements FleetStore {
        device_id)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
     const update = `UPDATE devices SET last_seen_at = ?, slot = ?, firmware_hash = ?, version = ?,
-      update_state = ?, update_report = ?, desired_version = ?, app_report = ?, target_version = ?
+      update_state = ?, update_report = ?, desired_version = ?, app_report = ?, target_version = ?,
+      version_key = ?
       WHERE device_id = ?`;
     const targetVersion = checkIn.update.targetVersion ?? null;
+    const versionKey = versionSortKey(checkIn.version);
     if (this.db.dialect === 'postgres') {
       // One statement is one transaction and one round trip, where BEGIN…COMMIT takes four.
       await this.db.execute(`WITH history AS (${insert}) ${update}`, [
@@ -203,13 +227,14 @@ export class SqlFleetStore implements FleetStore {
         deviceId,
         ...state,
         targetVersion,
+        versionKey,
         deviceId,
       ]);
       return;
     }
     await this.db.batch([
       { sql: insert, params: [...state, deviceId] },
-      { sql: update, params: [...state, targetVersion, deviceId] },
+      { sql: update, params: [...state, targetVersion, versionKey, deviceId] },
     ]);
   }
 
@@ -280,9 +305,9 @@ export class SqlFleetStore implements FleetStore {
   }
 
   async createRollout(rollout: Rollout): Promise<void> {
-    await this.db.execute(
-      `INSERT INTO rollouts (${ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
+    const insert: SqlStatement = {
+      sql: `INSERT INTO rollouts (${ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      params: [
         rollout.id,
         rollout.board,
         rollout.version,
@@ -293,8 +318,43 @@ export class SqlFleetStore implements FleetStore {
         rollout.failureThresholdPercent,
         rollout.minDevicesForThreshold,
         rollout.pausedReason,
+        rollout.acceptedFailures ?? null,
       ],
+    };
+    const changeRows: SqlStatement = {
+      sql: newChangeRows('rollouts.id = ?'),
+      params: [rollout.id],
+    };
+    // A completed roll-out covers the whole board: no buckets, counted when asked.
+    if (!counted(rollout.state)) {
+      await this.db.batch([insert, changeRows]);
+      return;
+    }
+    const fill: SqlStatement = { sql: FILL_BUCKETS, params: [rollout.id] };
+    const count: SqlStatement = {
+      sql: `UPDATE rollouts SET ${COUNTS_TARGET} = (${countsSelect(bucketRows('0', 'rollouts.percent'))})
+        WHERE id = ?`,
+      params: [rollout.id],
+    };
+    if (this.db.dialect === 'sqlite') {
+      await this.db.batch([insert, changeRows, fill, count]);
+      return;
+    }
+    // Hashing the board's ids is the slow part: done before the lock that holds check-ins
+    // back, for a row that is not there yet (devices enrolled meanwhile are filled in after).
+    await this.db.execute(
+      `INSERT INTO rollout_buckets (rollout_id, device_id, bucket)
+       SELECT ?, device_id, rollout_bucket(?, device_id) FROM devices WHERE board = ?
+       ON CONFLICT DO NOTHING`,
+      [rollout.id, rollout.id, rollout.board],
     );
+    await this.db.batch([
+      { sql: COUNTING_LOCK_SQL, params: [rollout.board] },
+      insert,
+      changeRows,
+      fill,
+      count,
+    ]);
   }
 
   async rollout(id: string): Promise<Rollout | undefined> {
@@ -333,21 +393,60 @@ export class SqlFleetStore implements FleetStore {
   async updateRollout(
     id: string,
     expected: Pick<Rollout, 'state' | 'percent'>,
-    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> & Partial<Pick<Rollout, 'pausedReason'>>,
+    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> &
+      Partial<Pick<Rollout, 'pausedReason' | 'acceptedFailures'>>,
   ): Promise<boolean> {
-    const changed = await this.db.execute(
-      `UPDATE rollouts SET state = ?, percent = ?, updated_at = ?, paused_reason = ?
-       WHERE id = ? AND state = ? AND percent = ?`,
-      [
-        next.state,
-        next.percent,
-        next.updatedAt.getTime(),
-        next.pausedReason ?? null,
-        id,
-        expected.state,
-        expected.percent,
-      ],
-    );
+    const sets = [
+      'state = ?',
+      'percent = ?',
+      'updated_at = ?',
+      'paused_reason = ?',
+      'accepted_failures = COALESCE(?, accepted_failures)',
+    ];
+    const params: SqlValue[] = [
+      next.state,
+      next.percent,
+      next.updatedAt.getTime(),
+      next.pausedReason ?? null,
+      next.acceptedFailures ?? null,
+    ];
+    const widening =
+      counted(expected.state) && counted(next.state) && next.percent > expected.percent;
+    if (widening) {
+      // The devices of the buckets it widens over, added to its counts in the same statement.
+      sets.push(
+        `${COUNTS_TARGET} = (${countsSelect(bucketRows('rollouts.percent', '?'), { added: true })})`,
+      );
+      params.push(next.percent);
+    }
+    const freezing = expected.state === 'completed' && next.state === 'cancelled';
+    if (freezing) {
+      // Its counts were counted when asked: the last ones stay with it, all on its row.
+      sets.push(`${COUNTS_TARGET} = (${countsSelect(BOARD_ROWS)})`);
+    }
+    const update: SqlStatement = {
+      sql: `UPDATE rollouts SET ${sets.join(', ')} WHERE id = ? AND state = ? AND percent = ?`,
+      params: [...params, id, expected.state, expected.percent],
+    };
+    let changed: number | undefined;
+    if (widening && this.db.dialect === 'postgres') {
+      [, changed] = await this.db.batch([{ sql: ROLLOUT_COUNTING_LOCK_SQL, params: [id] }, update]);
+    } else if (freezing) {
+      // Check-ins leave a completed roll-out's change rows alone: clearing them is safe even
+      // when another server cancelled it first.
+      [changed] = await this.db.batch([update, { sql: CLEAR_CHANGES_SQL, params: [id] }]);
+    } else {
+      changed = await this.db.execute(update.sql, update.params);
+    }
+    if (changed === 1 && !counted(next.state)) {
+      // Ended: its buckets are not read again (a completed one covers everyone, a cancelled
+      // one keeps its counts). After the commit; prune() takes any left behind.
+      await this.db.execute(
+        `DELETE FROM rollout_buckets WHERE rollout_id = ? AND NOT EXISTS (
+           SELECT 1 FROM rollouts WHERE id = ? AND state IN ${COUNTED_STATES})`,
+        [id, id],
+      );
+    }
     return changed === 1;
   }
 
@@ -372,56 +471,22 @@ export class SqlFleetStore implements FleetStore {
     return changed === 1;
   }
 
-  async rolloutCounts(
-    rollout: Pick<Rollout, 'id' | 'board' | 'version' | 'percent'>,
-  ): Promise<RolloutCounts> {
-    const versions = [rollout.version, rollout.version, rollout.version, rollout.version];
-    // Everyone is in a 100% roll-out: no bucket needed.
-    const everyone = rollout.percent >= 100;
-    const standing = everyone
-      ? `${ROLLOUT_STANDING_SQL} AS standing, 0 AS missing FROM devices d`
-      : `CASE WHEN COALESCE(b.bucket, rollout_bucket(?, d.device_id)) >= ? THEN 'outside'
-           ELSE ${ROLLOUT_STANDING_SQL} END AS standing,
-         CASE WHEN b.bucket IS NULL THEN 1 ELSE 0 END AS missing
-         FROM devices d
-         LEFT JOIN rollout_buckets b ON b.rollout_id = ? AND b.device_id = d.device_id`;
-    const count = (what: string) => `SUM(CASE WHEN standing = '${what}' THEN 1 ELSE 0 END)`;
-    // One aggregate row, no GROUP BY: no sort of the board's devices by their standing.
-    const [row] = await this.db.query<Record<string, number | string | null>>(
-      `SELECT SUM(CASE WHEN standing <> 'outside' THEN 1 ELSE 0 END) AS targeted,
-         ${count('updated')} AS updated, ${count('updating')} AS updating,
-         ${count('failed')} AS failed, ${count('rolledBack')} AS rolled_back,
-         ${count('pending')} AS pending, SUM(missing) AS missing
-       FROM (SELECT ${standing} WHERE d.board = ?) standings`,
-      everyone
-        ? [...versions, rollout.board]
-        : [rollout.id, rollout.percent, ...versions, rollout.id, rollout.board],
-    );
-    const number = (value: number | string | null | undefined) => Number(value ?? 0);
-    const counts: RolloutCounts = {
-      targeted: number(row?.targeted),
-      updated: number(row?.updated),
-      updating: number(row?.updating),
-      failed: number(row?.failed),
-      rolledBack: number(row?.rolled_back),
-      pending: number(row?.pending),
+  async rolloutCounts(rollout: Pick<Rollout, 'id'>): Promise<RolloutCounts> {
+    let [row] = await this.db.query<CountsRow>(KEPT_COUNTS_SQL, [rollout.id, rollout.id]);
+    if (row?.state === 'completed') {
+      const everyone =
+        'FROM rollouts JOIN devices d ON d.board = rollouts.board WHERE rollouts.id = ?';
+      [row] = await this.db.query<CountsRow>(countsSelect(everyone, { named: true }), [rollout.id]);
+    }
+    const number = (key: keyof RolloutCounts) => Number(row?.[COUNT_COLUMNS[key]] ?? 0);
+    return {
+      targeted: number('targeted'),
+      updated: number('updated'),
+      updating: number('updating'),
+      failed: number('failed'),
+      rolledBack: number('rolledBack'),
+      pending: number('pending'),
     };
-    const missing = number(row?.missing);
-    if (missing > 0) await this.#fillBuckets(rollout);
-    return counts;
-  }
-
-  /** Stores the buckets of the board's devices that have none yet in this roll-out. */
-  async #fillBuckets(rollout: Pick<Rollout, 'id' | 'board'>): Promise<void> {
-    await this.db.execute(
-      `INSERT INTO rollout_buckets (rollout_id, device_id, bucket)
-       SELECT ?, d.device_id, rollout_bucket(?, d.device_id) FROM devices d
-       WHERE d.board = ? AND NOT EXISTS (
-         SELECT 1 FROM rollout_buckets b WHERE b.rollout_id = ? AND b.device_id = d.device_id
-       )
-       ON CONFLICT (rollout_id, device_id) DO NOTHING`,
-      [rollout.id, rollout.id, rollout.board, rollout.id],
-    );
   }
 
   async recordRolloutSample(rolloutId: string, sample: RolloutSample): Promise<void> {
@@ -624,10 +689,11 @@ export class SqlFleetStore implements FleetStore {
       )`;
     await this.db.execute(keepNewest('check_ins'), [policy.checkInsPerDevice]);
     await this.db.execute(keepNewest('uplinks'), [policy.uplinksPerDevice]);
-    // A completed roll-out covers everyone: its buckets are no longer read.
+    // Buckets are read only while a roll-out is active or paused: those of ended ones (left
+    // when their delete failed) go. A roll-out being made meanwhile refills its own.
     await this.db.execute(
-      `DELETE FROM rollout_buckets WHERE rollout_id IN (
-        SELECT id FROM rollouts WHERE state = 'completed'
+      `DELETE FROM rollout_buckets WHERE rollout_id NOT IN (
+        SELECT id FROM rollouts WHERE state IN ${COUNTED_STATES}
       )`,
     );
     await this.db.execute('DELETE FROM used_token_ids WHERE expires_at < ?', [now.getTime()]);
@@ -676,5 +742,19 @@ function rolloutOf(row: RolloutRow): Rollout {
     failureThresholdPercent: row.failure_threshold_percent,
     minDevicesForThreshold: row.min_devices_for_threshold,
     pausedReason: row.paused_reason,
+    ...(row.accepted_failures !== null && { acceptedFailures: row.accepted_failures }),
   };
+}
+
+/** Sort keys for the versions devices reported before keys were kept (migration 4). */
+async function fillVersionKeys(db: SqlDatabase): Promise<void> {
+  const versions = await db.query<{ version: string }>(
+    'SELECT DISTINCT version FROM devices WHERE version_key IS NULL AND version IS NOT NULL',
+  );
+  for (const { version } of versions) {
+    await db.execute(
+      'UPDATE devices SET version_key = ? WHERE version = ? AND version_key IS NULL',
+      [versionSortKey(version), version],
+    );
+  }
 }

@@ -64,6 +64,11 @@ export interface Rollout {
   minDevicesForThreshold: number;
   /** Why it paused by itself; null when an operator paused it or it is not paused. */
   pausedReason: string | null;
+  /**
+   * Failures (failed + rolled back) when an operator last resumed it: the automatic pause
+   * waits for more than these. Absent until a resume.
+   */
+  acceptedFailures?: number;
 }
 
 /** Defaults of the automatic pause for roll-outs made without thresholds (operator API, CLI). */
@@ -197,7 +202,8 @@ export interface FleetStore {
   updateRollout(
     id: string,
     expected: Pick<Rollout, 'state' | 'percent'>,
-    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> & Partial<Pick<Rollout, 'pausedReason'>>,
+    next: Pick<Rollout, 'state' | 'percent' | 'updatedAt'> &
+      Partial<Pick<Rollout, 'pausedReason' | 'acceptedFailures'>>,
   ): Promise<boolean>;
   /** Changes the automatic pause's settings; false when there is no such roll-out. */
   updateRolloutGuard(
@@ -205,10 +211,12 @@ export interface FleetStore {
     next: Partial<Pick<Rollout, 'failureThresholdPercent' | 'minDevicesForThreshold'>>,
     updatedAt: Date,
   ): Promise<boolean>;
-  /** The roll-out's devices by how they stand (rolloutBucket decides who is in it). */
-  rolloutCounts(
-    rollout: Pick<Rollout, 'id' | 'board' | 'version' | 'percent'>,
-  ): Promise<RolloutCounts>;
+  /**
+   * The roll-out's devices by how they stand (rolloutBucket decides who is in it): kept up to
+   * date for an active or paused one, counted now for a completed one, as they were when it
+   * ended for a cancelled one; all zero for an unknown id.
+   */
+  rolloutCounts(rollout: Pick<Rollout, 'id'>): Promise<RolloutCounts>;
   recordRolloutSample(rolloutId: string, sample: RolloutSample): Promise<void>;
   /** Oldest first, the newest `limit`. */
   rolloutSamples(rolloutId: string, limit: number): Promise<RolloutSample[]>;

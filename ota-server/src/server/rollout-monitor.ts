@@ -9,8 +9,6 @@ import type { RolloutService } from './rollout-service.js';
 interface CheckOptions {
   /** Record a progress sample. */
   sample: boolean;
-  /** An operator resumed it: the failures so far are theirs to accept. */
-  resumed: boolean;
 }
 
 /**
@@ -22,8 +20,6 @@ interface CheckOptions {
 export class RolloutMonitor {
   readonly #running = new Map<string, Promise<void>>();
   readonly #queued = new Map<string, CheckOptions>();
-  /** Failures (failed + rolled back) when an operator last resumed, per roll-out. */
-  readonly #acceptedFailures = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -65,8 +61,7 @@ export class RolloutMonitor {
     try {
       const rollouts = await this.deps.store.listRollouts();
       for (const rollout of rollouts) {
-        if (rollout.state === 'active')
-          this.#schedule(rollout.id, { sample: true, resumed: false });
+        if (rollout.state === 'active') this.#schedule(rollout.id, { sample: true });
       }
     } catch (error) {
       this.deps.log.warn({ err: error }, 'sampling roll-outs failed');
@@ -80,7 +75,7 @@ export class RolloutMonitor {
       (rollouts) => {
         for (const rollout of rollouts) {
           if (rollout.state === 'active' && rollout.version === targetVersion) {
-            this.#schedule(rollout.id, { sample: false, resumed: false });
+            this.#schedule(rollout.id, { sample: false });
           }
         }
       },
@@ -88,18 +83,15 @@ export class RolloutMonitor {
     );
   };
 
-  readonly #onRolloutChanged = ({ rollout, change }: FleetEventMap['rolloutChanged'][0]): void => {
-    this.#schedule(rollout.id, { sample: true, resumed: change === 'resume' });
+  readonly #onRolloutChanged = ({ rollout }: FleetEventMap['rolloutChanged'][0]): void => {
+    this.#schedule(rollout.id, { sample: true });
   };
 
   #schedule(id: string, options: CheckOptions): void {
     if (this.#stopped) return;
     if (this.#running.has(id)) {
       const queued = this.#queued.get(id);
-      this.#queued.set(id, {
-        sample: options.sample || (queued?.sample ?? false),
-        resumed: options.resumed || (queued?.resumed ?? false),
-      });
+      this.#queued.set(id, { sample: options.sample || (queued?.sample ?? false) });
       return;
     }
     const run = this.#check(id, options)
@@ -132,11 +124,10 @@ export class RolloutMonitor {
         rolledBack: counts.rolledBack,
       });
     }
-    if (options.resumed) this.#acceptedFailures.set(id, failures);
     if (rollout.state !== 'active') return;
     const verdict = rolloutGuard(counts, rollout);
     // After a resume, only a further failure pauses it again: the operator decided.
-    if (!verdict.pause || failures <= (this.#acceptedFailures.get(id) ?? -1)) return;
+    if (!verdict.pause || failures <= (rollout.acceptedFailures ?? -1)) return;
     try {
       await service.change(id, 'pause', { pausedReason: verdict.reason, expected: rollout });
       log.warn({ rollout: id, reason: verdict.reason }, 'roll-out paused by its failure rate');

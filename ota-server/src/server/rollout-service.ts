@@ -97,6 +97,12 @@ export class RolloutService {
       updatedAt: this.deps.clock(),
       pausedReason: action === 'pause' ? (options.pausedReason ?? null) : null,
     };
+    if (action === 'resume') {
+      // The operator accepts the failures so far: the automatic pause waits for a further one,
+      // also after a restart (kept on the roll-out's row).
+      const counts = await this.deps.store.rolloutCounts(rollout);
+      updated.acceptedFailures = counts.failed + counts.rolledBack;
+    }
     if (!(await this.deps.store.updateRollout(id, rollout, updated))) {
       throw errors.rolloutChanged();
     }

@@ -3,6 +3,7 @@ import type { ExecutionContext } from 'ava';
 import { rolloutBucket } from '../../src/fleet/rollout-policy.js';
 import type { UpdateReport } from '@edge/formats';
 import { ROLLOUT_GUARD_DEFAULTS, type FleetStore, type Rollout } from '../../src/fleet/store.js';
+import { checkRolloutCounts } from './rollout-counts-property.js';
 
 /** Opens a fresh, empty store; reopen() opens the same database again (migrations rerun). */
 export type StoreOpener = (
@@ -376,6 +377,7 @@ export function fleetStoreSuite(backend: string, open: StoreOpener): void {
       t.is(byState.devices.at(-1)!.updateState, 'rolled-back');
 
       const active = rollout('r-1', 'rpi4', '1.1.0', 40, now);
+      await store.createRollout(active);
       const inside = ids.slice(0, 50).filter((id) => rolloutBucket('r-1', id) < 40);
       const expected = {
         targeted: inside.length,
@@ -394,8 +396,7 @@ export function fleetStoreSuite(backend: string, open: StoreOpener): void {
         else if (state === 'rolled-back') expected.rolledBack++;
         else expected.pending++;
       }
-      t.deepEqual(await store.rolloutCounts(active), expected, 'buckets computed');
-      t.deepEqual(await store.rolloutCounts(active), expected, 'buckets stored');
+      t.deepEqual(await store.rolloutCounts(active), expected, 'counted when created');
       await store.enrollDevice(
         { deviceId: 'late', board: 'rpi4', publicKeyX: key(99) },
         new Date(now),
@@ -405,8 +406,15 @@ export function fleetStoreSuite(backend: string, open: StoreOpener): void {
         targeted: expected.targeted + late,
         pending: expected.pending + late,
       });
-      t.like(await store.rolloutCounts({ ...active, percent: 100 }), { targeted: 51 });
-      t.like(await store.rolloutCounts({ ...active, board: 'none' }), { targeted: 0 });
+      t.true(
+        await store.updateRollout(
+          'r-1',
+          { state: 'active', percent: 40 },
+          { state: 'completed', percent: 100, updatedAt: new Date(now) },
+        ),
+      );
+      t.like(await store.rolloutCounts(active), { targeted: 51 }, 'completed: the whole board');
+      t.like(await store.rolloutCounts({ id: 'none' }), { targeted: 0 });
     },
   );
 
@@ -478,6 +486,86 @@ export function fleetStoreSuite(backend: string, open: StoreOpener): void {
       'the newest, oldest first',
     );
     t.like(samples[2], { at: new Date(3000), rolledBack: 3, percent: 10 });
+  });
+
+  test(name('roll-out counts kept by check-ins equal a recount after random steps'), async (t) => {
+    const { store } = await open(t);
+    const { rollouts, checkIns } = await checkRolloutCounts(t, store, {
+      seed: 0x5eed + backend.length,
+      steps: 250,
+      concurrent: true,
+    });
+    t.true(rollouts >= 3 && checkIns >= 50, `${rollouts} roll-outs, ${checkIns} check-ins`);
+  });
+
+  test(name('devices sort by version precedence, not by its text'), async (t) => {
+    const { store } = await open(t);
+    const now = 1_800_000_000_000;
+    const versions = ['1.10.0', '1.9.0', '2.0.0', '1.10.0-rc.2', '1.10.0-rc.10', 'nightly', null];
+    for (const [n, version] of versions.entries()) {
+      const deviceId = `d-${n}`;
+      await store.enrollDevice({ deviceId, board: 'rpi4', publicKeyX: key(n) }, new Date(now));
+      if (version === null) continue;
+      await store.recordCheckIn(deviceId, {
+        at: new Date(now),
+        slot: 'a',
+        firmwareHash: 'f'.repeat(64),
+        version,
+        update: { state: 'idle' },
+        desiredVersion: null,
+      });
+    }
+    const sorted = async (order: 'asc' | 'desc') =>
+      (
+        await store.devicePage({
+          sort: 'version',
+          order,
+          offset: 0,
+          limit: 10,
+          notSeenBefore: new Date(0),
+        })
+      ).devices.map((device) => device.version);
+    const ascending = [null, 'nightly', '1.9.0', '1.10.0-rc.2', '1.10.0-rc.10', '1.10.0', '2.0.0'];
+    t.deepEqual(await sorted('asc'), ascending, 'never checked in first, then not semver');
+    t.deepEqual(await sorted('desc'), [...ascending.slice(1).reverse(), null]);
+    const page = await store.devicePage({
+      sort: 'version',
+      order: 'desc',
+      offset: 2,
+      limit: 2,
+      notSeenBefore: new Date(0),
+    });
+    t.deepEqual(
+      page.devices.map((device) => device.version),
+      ['1.10.0-rc.10', '1.10.0-rc.2'],
+      'paged in SQL',
+    );
+  });
+
+  test(name('an operator accepting failures by resuming is kept with the roll-out'), async (t) => {
+    const { store, reopen } = await open(t);
+    await store.createRollout(rollout('r1', 'rpi4', '1.1.0', 10, 1000));
+    const paused = { state: 'paused' as const, percent: 10, updatedAt: new Date(2000) };
+    t.true(await store.updateRollout('r1', { state: 'active', percent: 10 }, paused));
+    t.is((await store.rollout('r1'))!.acceptedFailures, undefined);
+    t.true(
+      await store.updateRollout(
+        'r1',
+        { state: 'paused', percent: 10 },
+        { state: 'active', percent: 10, updatedAt: new Date(3000), acceptedFailures: 7 },
+      ),
+    );
+    t.true(
+      await store.updateRollout(
+        'r1',
+        { state: 'active', percent: 10 },
+        { state: 'active', percent: 20, updatedAt: new Date(4000) },
+      ),
+    );
+    await store.close();
+    const again = await reopen();
+    t.teardown(() => again.close());
+    t.like(await again.rollout('r1'), { state: 'active', percent: 20, acceptedFailures: 7 });
   });
 
   test(name('reopening runs no migration twice and keeps the data'), async (t) => {
