@@ -180,6 +180,8 @@ done
 cp -a "$STAGE"/usr/lib/aarch64-linux-gnu/libstdc++.so.6* "$TREE/lib/aarch64-linux-gnu/"
 ln -s aarch64-linux-gnu/ld-linux-aarch64.so.1 "$TREE/lib/ld-linux-aarch64.so.1"
 install -m 0755 "$WORK/node/package/bin/node" "$TREE/usr/bin/node"
+# chrt (util-linux; busybox has none): the scheduler's precise tasks ask it for SCHED_FIFO.
+install -m 0755 "$STAGE/usr/bin/chrt" "$TREE/usr/bin/chrt"
 NODE_VERSION=$(node -p 'require(process.argv[1]).version' "$WORK/node/package/package.json")
 # gzip: the boot loader reads a third of the bytes (an SD card is slow), booti inflates it.
 gzip -9n <"$STAGE/boot/vmlinuz-$KERNEL_VERSION" >"$TREE/boot/Image.gz"

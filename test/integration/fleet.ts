@@ -20,6 +20,8 @@ const OTA_SERVER = join(ROOT, 'ota-server', 'bin', 'ota-server.js');
 export const FLEET_BOARD = 'qemu';
 /** The update server the fleet's images name; a device on another port is told so on /data. */
 export const BAKED_SERVER_PORT = 8443;
+/** Where a slot says which release it is (the edge server reads it). */
+const RELEASE_FILE = '/etc/edge/release.json';
 
 /** A release built by scripts/build-image.sh, or made from another by editing its slot image. */
 export interface ReleaseSpec {
@@ -28,6 +30,8 @@ export interface ReleaseSpec {
   derived?: { from: string; edits: string[]; files?: Record<string, string | Buffer> };
   /** Deltas from these earlier releases (ota-server publish --delta-from). */
   deltaFrom: string[];
+  /** The boards it is published for (the same slot image runs on each); the fleet's by default. */
+  boards?: string[];
 }
 
 export interface Release {
@@ -37,6 +41,8 @@ export interface Release {
   bytes: number;
   /** The QEMU disk with this release in slot A (built releases only). */
   qemuDisk?: string;
+  /** The Pi 4 SD card with this release in slot A (built releases only). */
+  rpi4Card?: string;
 }
 
 /**
@@ -75,10 +81,12 @@ export class Fleet {
         ? this.#derive(spec.version, releases[spec.derived.from], spec.derived)
         : this.#build(spec.version);
     }
-    const stale = specs.filter((spec) => {
-      const published = this.publishedSha256(spec.version);
-      return published !== undefined && published !== releases[spec.version]!.sha256;
-    });
+    const stale = specs.filter((spec) =>
+      boardsOf(spec).some((board) => {
+        const published = this.publishedSha256(spec.version, board);
+        return published !== undefined && published !== releases[spec.version]!.sha256;
+      }),
+    );
     if (stale.length > 0 && prepared) {
       throw new Error(
         `EDGE_FLEET_PREPARED, but ${stale[0]!.version} is published with other bytes`,
@@ -94,20 +102,22 @@ export class Fleet {
       return this.prepare(specs, true);
     }
     for (const spec of specs) {
-      if (this.publishedSha256(spec.version)) continue;
-      this.say(`publishing ${spec.version}`);
-      otaServer(
-        'publish',
-        '--repo',
-        this.repo,
-        '--board',
-        FLEET_BOARD,
-        '--version',
-        spec.version,
-        '--delta-from',
-        spec.deltaFrom.join(','),
-        releases[spec.version]!.slotImage,
-      );
+      for (const board of boardsOf(spec)) {
+        if (this.publishedSha256(spec.version, board)) continue;
+        this.say(`publishing ${spec.version} for ${board}`);
+        otaServer(
+          'publish',
+          '--repo',
+          this.repo,
+          '--board',
+          board,
+          '--version',
+          spec.version,
+          '--delta-from',
+          spec.deltaFrom.join(','),
+          releases[spec.version]!.slotImage,
+        );
+      }
     }
     return releases;
   }
@@ -123,6 +133,7 @@ export class Fleet {
       version,
       slotImage: join(out, version, 'rootfs.ext4'),
       qemuDisk: join(out, version, 'qemu-disk.img'),
+      rpi4Card: join(out, version, 'rpi4-sdcard.img'),
       ...manifest.slotImage,
     };
   }
@@ -152,7 +163,10 @@ export class Fleet {
     if (!from) throw new Error(`${version} is derived from a release listed after it`);
     const dir = join(this.workDir, 'images', version);
     const image = join(dir, 'rootfs.ext4');
-    const key = createHash('sha256').update(from.sha256).update(JSON.stringify(edits));
+    const key = createHash('sha256')
+      .update(version)
+      .update(from.sha256)
+      .update(JSON.stringify(edits));
     for (const [name, content] of Object.entries(files)) key.update(name).update(content);
     const inputs = key.digest('hex');
     const made = join(dir, 'derived.json');
@@ -167,7 +181,17 @@ export class Fleet {
     try {
       copyDisk(from.slotImage, join(work, 'rootfs.ext4'));
       for (const [name, content] of Object.entries(files)) writeFileSync(join(work, name), content);
-      writeFileSync(join(work, 'edits.debugfs'), `${edits.join('\n')}\n`);
+      // The release says its own version, as a build would write it: a device running it
+      // reports that version, not the one it was derived from.
+      const release = JSON.parse(
+        execFileSync('debugfs', ['-R', `cat ${RELEASE_FILE}`, from.slotImage], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        }),
+      ) as Record<string, unknown>;
+      writeFileSync(join(work, 'release.json'), JSON.stringify({ ...release, version }));
+      const releaseEdits = [`rm ${RELEASE_FILE}`, `write release.json ${RELEASE_FILE}`];
+      writeFileSync(join(work, 'edits.debugfs'), `${[...releaseEdits, ...edits].join('\n')}\n`);
       // A fixed time makes the edited image the same bytes at every run, as a build is.
       execFileSync('debugfs', ['-w', '-f', 'edits.debugfs', 'rootfs.ext4'], {
         cwd: work,
@@ -185,8 +209,8 @@ export class Fleet {
   }
 
   /** The SHA-256 of the image published for a version (targets are stored by hash). */
-  publishedSha256(version: string): string | undefined {
-    const folder = join(this.repo, 'targets', FLEET_BOARD, version);
+  publishedSha256(version: string, board = FLEET_BOARD): string | undefined {
+    const folder = join(this.repo, 'targets', board, version);
     if (!existsSync(folder)) return undefined;
     const image = readdirSync(folder).find((name) => name.endsWith('.rootfs.ext4'));
     return image?.split('.')[0];
@@ -232,13 +256,14 @@ export class Fleet {
    * A device disk: `release`'s QEMU disk, its data partition holding the fleet token and the
    * device's own settings (EDGE_* variables; the update server's URL when not the baked one).
    */
-  provisionDisk(
-    release: Release,
-    disk: string,
-    { serverPort, settings = {}, files = {} }: ProvisionOptions,
-  ): void {
+  provisionDisk(release: Release, disk: string, options: ProvisionOptions): void {
     if (!release.qemuDisk) throw new Error(`${release.version} has no disk of its own`);
     copyDisk(release.qemuDisk, disk);
+    this.provision(disk, options);
+  }
+
+  /** Writes the fleet token and the device's settings onto a disk's data partition. */
+  provision(disk: string, { serverPort, settings = {}, files = {} }: ProvisionOptions): void {
     const env = { ...settings };
     if (serverPort !== BAKED_SERVER_PORT) env.EDGE_OTA_SERVER_URL = `http://10.0.2.2:${serverPort}`;
     const envText = Object.entries(env)
@@ -299,13 +324,13 @@ export class UpdateServer {
     throw new Error('the update server did not answer within 30 s');
   }
 
-  /** A roll-out of `version` to `percent` of the fleet's board. */
-  rollout(version: string, percent = 100): void {
+  /** A roll-out of `version` to `percent` of a board's devices (the fleet's board by default). */
+  rollout(version: string, percent = 100, board = FLEET_BOARD): void {
     otaServer(
       'rollout',
       'create',
       '--board',
-      FLEET_BOARD,
+      board,
       '--version',
       version,
       '--percent',
@@ -318,9 +343,9 @@ export class UpdateServer {
   }
 
   /** The devices as the operator API shows them. */
-  async devices(): Promise<DeviceView[]> {
+  async devices(board = FLEET_BOARD): Promise<DeviceView[]> {
     const token = readFileSync(this.fleet.operatorTokenFile, 'utf8').trim();
-    const response = await fetch(`${this.url}/api/v1/devices?board=${FLEET_BOARD}`, {
+    const response = await fetch(`${this.url}/api/v1/devices?board=${board}`, {
       headers: { authorization: `Bearer ${token}` },
     });
     if (!response.ok) throw new Error(`GET /api/v1/devices: HTTP ${response.status}`);
@@ -331,11 +356,12 @@ export class UpdateServer {
   async waitForDevice(
     accept: (checkIn: NonNullable<DeviceView['lastCheckIn']>) => boolean,
     timeoutMs: number,
+    board = FLEET_BOARD,
   ): Promise<NonNullable<DeviceView['lastCheckIn']>> {
     const deadline = Date.now() + timeoutMs;
     let last: DeviceView['lastCheckIn'] | undefined;
     while (Date.now() < deadline) {
-      last = (await this.devices())[0]?.lastCheckIn;
+      last = (await this.devices(board))[0]?.lastCheckIn;
       if (last && accept(last)) return last;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
@@ -349,6 +375,10 @@ export class UpdateServer {
     await exited;
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+function boardsOf(spec: ReleaseSpec): string[] {
+  return spec.boards ?? [FLEET_BOARD];
 }
 
 function otaServer(...args: string[]): string {

@@ -1,5 +1,10 @@
 import { getJson } from './fleet.js';
-import type { QemuDevice } from './qemu-device.js';
+
+/** What watching needs of a device (QEMU virt or raspi4b): its console and its HTTP port. */
+export interface WatchedDevice {
+  readonly console: string;
+  readonly baseUrl: string;
+}
 
 export interface OtaStatus {
   lastDownload: { target: string; bytes: number } | null;
@@ -31,7 +36,7 @@ export interface WatchOptions {
  * the console's boot messages; throws at the deadline with the last status and console lines.
  */
 export async function watchOta(
-  device: QemuDevice,
+  device: WatchedDevice,
   done: (ota: OtaStatus) => boolean | Promise<boolean>,
   { timeoutMs, onEvent = () => undefined, pollMs = 1000 }: WatchOptions,
 ): Promise<OtaStatus> {
@@ -61,7 +66,7 @@ export async function watchOta(
 }
 
 /** The update states the device shows over `ms` (polled every second). */
-export async function statesDuring(device: QemuDevice, ms: number): Promise<Set<string>> {
+export async function statesDuring(device: WatchedDevice, ms: number): Promise<Set<string>> {
   const states = new Set<string>();
   const until = Date.now() + ms;
   while (Date.now() < until) {

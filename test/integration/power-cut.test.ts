@@ -11,7 +11,7 @@ type Phase = 'download' | 'patch' | 'verify' | 'flags' | 'first-boot' | 'done';
 const ORDER: Phase[] = ['download', 'patch', 'verify', 'flags', 'first-boot', 'done'];
 /** How many cuts each phase gets, and how long after entering it a cut may land (ms). */
 const PLAN: Array<{ phase: Phase; cuts: number; windowMs: number }> = [
-  { phase: 'download', cuts: 3, windowMs: 5000 },
+  { phase: 'download', cuts: 3, windowMs: 10_000 },
   { phase: 'patch', cuts: 3, windowMs: 25_000 },
   { phase: 'verify', cuts: 2, windowMs: 9000 },
   { phase: 'flags', cuts: 3, windowMs: 800 },
@@ -82,19 +82,21 @@ scenario(
     say(`seed ${seed} (EDGE_POWER_CUT_SEED=${seed} repeats these cuts)`);
     const next = random(seed);
     const { fleet, releases } = prepareScenarioFleet(t);
-    const { v1, v2 } = releases;
+    // From v2 to the release with 12 MiB of new data: a delta whose download lasts long enough
+    // for cuts to land in it, and to resume from the MiB it had synced.
+    const { v2: running, bigDelta: target } = releases;
     const server = await fleet.startServer(await freePort());
     t.teardown(() => server.stop());
-    server.rollout(v2.version);
+    server.rollout(target.version);
     const { dir, cleanup } = scratchDir('power-cut');
     t.teardown(cleanup);
     const disk = join(dir, 'disk.img');
-    // A slow link stretches the (3 KB) delta's download over about 6 s, so cuts can land in it.
-    fleet.provisionDisk(v1, disk, {
+    // 1 MiB/s: the 12 MiB delta takes about 12 s, synced every MiB.
+    fleet.provisionDisk(running, disk, {
       serverPort: server.port,
       settings: {
-        EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: '512',
-        EDGE_OTA_BANDWIDTH_BURST_BYTES: '256',
+        EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: String(1 << 20),
+        EDGE_OTA_BANDWIDTH_BURST_BYTES: String(64 << 10),
       },
       files: { '/keep.txt': `written before the update, seed ${seed}\n` },
     });
@@ -108,14 +110,14 @@ scenario(
       const planned = cuts + carried;
       carried = 0;
       for (let cut = 0; cut < planned; cut++) {
-        if (!(await reach(device, phase, v2.version, 240_000))) {
+        if (!(await reach(device, phase, target.version, 240_000))) {
           carried = planned - cut;
           say(`past ${phase} already: ${carried} cuts go to the next phase`);
           break;
         }
         const delay = Math.round(next() * windowMs);
         await new Promise((resolve) => setTimeout(resolve, delay));
-        const at = (await phaseNow(device, v2.version)) ?? phase;
+        const at = (await phaseNow(device, target.version)) ?? phase;
         await device.powerCut();
         landed.push(at);
         say(`cut ${landed.length}: ${phase} + ${delay} ms, landed in ${at}`);
@@ -126,8 +128,8 @@ scenario(
         t.is(flags.committed, 'a', `cut ${landed.length}: the committed slot changed`);
         if (flags.trial === 'b') {
           t.is(
-            await partitionSha256(disk, 3, v2.bytes),
-            v2.sha256,
+            await partitionSha256(disk, 3, target.bytes),
+            target.sha256,
             `cut ${landed.length}: a trial of a slot that did not verify`,
           );
         }
@@ -135,14 +137,18 @@ scenario(
       }
     }
     t.true(landed.length >= 20, `only ${landed.length} cuts landed`);
-    t.is(await partitionSha256(disk, 2, v1.bytes), v1.sha256, 'the running slot was written');
+    t.is(
+      await partitionSha256(disk, 2, running.bytes),
+      running.sha256,
+      'the running slot was written',
+    );
 
     // Left alone, the device finishes the update.
     const seen = await server.waitForDevice(
-      (checkIn) => checkIn.update.state === 'committed' && checkIn.version === v2.version,
+      (checkIn) => checkIn.update.state === 'committed' && checkIn.version === target.version,
       300_000,
     );
-    t.is(seen.firmwareHash, v2.sha256);
+    t.is(seen.firmwareHash, target.sha256);
     await device.stop();
     t.like(await readAbState(disk, dir), { committed: 'b', trial: undefined });
     t.is(readDataFile(disk, '/keep.txt'), `written before the update, seed ${seed}\n`);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConsoleText } from './serial-console.js';
+import { ConsoleShell, ConsoleText } from './serial-console.js';
 
 /** Stock U-Boot for the QEMU virt board, from Debian's u-boot-qemu. */
 export const QEMU_UBOOT = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
@@ -30,6 +30,7 @@ export class QemuDevice {
   readonly #monitorDir = mkdtempSync(join(tmpdir(), 'edge-qemu-monitor-'));
 
   readonly #console: ConsoleText;
+  readonly #shell: ConsoleShell;
 
   private constructor(
     private readonly options: QemuDeviceOptions,
@@ -37,6 +38,7 @@ export class QemuDevice {
   ) {
     this.hostPort = hostPort;
     this.#console = new ConsoleText(options.onConsole);
+    this.#shell = new ConsoleShell(this.#console, (data) => this.#pty?.write(data));
   }
 
   static async start(options: QemuDeviceOptions): Promise<QemuDevice> {
@@ -92,34 +94,17 @@ export class QemuDevice {
 
   /** Types a line on the serial console. */
   type(line: string): void {
-    this.#pty?.write(`${line}\r`);
+    this.#shell.type(line);
   }
 
-  /**
-   * Runs a shell command on the console and returns what it printed. Needs the console shell
-   * (activated once with `openShell`).
-   */
-  async run(command: string, timeoutMs = 20_000): Promise<string> {
-    // The markers as printed differ from the markers as typed ($((...)) and $? expand), so
-    // the echo of the typed line, however the console wraps it, never matches them.
-    const tag = Math.random().toString(36).slice(2);
-    const from = this.console.length;
-    this.type(`echo __edge_begin_$((6*7))_${tag}; ${command}; echo __edge_end_$?_${tag}`);
-    const end = await this.waitForConsole(new RegExp(`__edge_end_(\\d+)_${tag}`), timeoutMs, from);
-    const printed = this.console.slice(from);
-    const begin = `__edge_begin_42_${tag}\n`;
-    const output = printed.slice(printed.indexOf(begin) + begin.length, printed.indexOf(end[0]));
-    if (end[1] !== '0') throw new Error(`'${command}' exited with ${end[1]}: ${output}`);
-    return output;
+  /** Runs a shell command on the console (opened once with `openShell`); returns its output. */
+  run(command: string, timeoutMs = 20_000): Promise<string> {
+    return this.#shell.run(command, timeoutMs);
   }
 
   /** Activates the console shell that busybox init offers ("Please press Enter"). */
-  async openShell(timeoutMs = 60_000): Promise<void> {
-    const from = this.console.lastIndexOf('Please press Enter to activate this console');
-    if (from < 0)
-      await this.waitForConsole(/Please press Enter to activate this console/, timeoutMs);
-    this.type('');
-    await this.run('true', timeoutMs);
+  openShell(timeoutMs = 60_000): Promise<void> {
+    return this.#shell.open(timeoutMs);
   }
 
   /** Polls an HTTP path on the device until `accept` says yes. */

@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { readBootFile } from './disk-image.js';
-import { ConsoleText } from './serial-console.js';
+import { ConsoleShell, ConsoleText } from './serial-console.js';
 
 export interface Rpi4DeviceOptions {
   /** A test copy of the Pi 4 SD card (see rpi4-images.ts): its own U-Boot and DTB boot it. */
@@ -13,6 +13,8 @@ export interface Rpi4DeviceOptions {
   dir: string;
   /** Called with every chunk either UART prints, ANSI codes removed. */
   onConsole?: (text: string) => void;
+  /** The host port forwarded to the edge server's port 8080, when the test talks to it. */
+  hostPort?: number;
 }
 
 /**
@@ -28,9 +30,12 @@ export class Rpi4Device {
   #exited: Promise<number> | undefined;
 
   readonly #console: ConsoleText;
+  /** Linux's console (the PL011), where busybox offers a shell. */
+  readonly shell: ConsoleShell;
 
   private constructor(private readonly options: Rpi4DeviceOptions) {
     this.#console = new ConsoleText(options.onConsole);
+    this.shell = new ConsoleShell(this.#console, (data) => this.#linux?.write(data));
   }
 
   static async start(options: Rpi4DeviceOptions): Promise<Rpi4Device> {
@@ -41,6 +46,12 @@ export class Rpi4Device {
 
   get console(): string {
     return this.#console.text;
+  }
+
+  /** The edge server's URL through the forwarded port (needs `hostPort`). */
+  get baseUrl(): string {
+    if (!this.options.hostPort) throw new Error('this device was started without a hostPort');
+    return `http://127.0.0.1:${this.options.hostPort}`;
   }
 
   async #boot(): Promise<void> {
@@ -64,6 +75,12 @@ export class Rpi4Device {
       'stdio,id=uboot,signal=off',
       '-serial',
       'chardev:uboot',
+      // The network: a USB Ethernet adapter on the DWC2 port (the device reaches the host at
+      // 10.0.2.2, QEMU's user-mode network).
+      '-netdev',
+      `user,id=net0${this.options.hostPort ? `,hostfwd=tcp:127.0.0.1:${this.options.hostPort}-:8080` : ''}`,
+      '-device',
+      'usb-net,netdev=net0',
       '-display',
       'none',
       '-monitor',

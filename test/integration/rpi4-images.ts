@@ -18,12 +18,12 @@ export function shippedCard(images: BuiltImages): string {
 }
 
 /**
- * A test copy of the shipped card: the same bytes, grown to a card's size (past the last
+ * A test copy of a shipped card: the same bytes, grown to a card's size (past the last
  * partition), and the test-only edge-test.scr on p1.
  */
-export function testCard(images: BuiltImages, dir: string): string {
+export function testCard(shipped: string, dir: string): string {
   const card = join(dir, 'sdcard.img');
-  copyDisk(shippedCard(images), card);
+  copyDisk(shipped, card);
   truncateSync(card, CARD_BYTES);
   const script = join(dir, TEST_SCRIPT);
   execFileSync(
@@ -100,21 +100,4 @@ export function abStateByFwPrintenv(disk: string, dir: string): Record<string, s
   }
   if (!current) throw new Error(`fw_printenv reads no valid A/B state copy on ${disk}`);
   return current;
-}
-
-/** A copy of the built slot image with files written into it by debugfs (no mount). */
-export function slotImageWithFiles(
-  images: BuiltImages,
-  dir: string,
-  files: Record<string, string>,
-): string {
-  const image = join(dir, 'release.ext4');
-  copyDisk(images.slotImage, image);
-  const commands = Object.entries(files).map(([path, content], index) => {
-    writeFileSync(join(dir, `slot-file-${index}`), content);
-    return `write ${join(dir, `slot-file-${index}`)} ${path}`;
-  });
-  writeFileSync(join(dir, 'slot.debugfs'), `${commands.join('\n')}\n`);
-  execFileSync('debugfs', ['-w', '-f', join(dir, 'slot.debugfs'), image], { stdio: 'pipe' });
-  return image;
 }

@@ -9,6 +9,14 @@ for ab_node in /soc/interrupt-controller@7ef00100 /soc/hdmi@7ef00700 /soc/i2c@7e
 done
 fdt rm /soc/mmc@7e300000 mmc-pwrseq
 fdt rm /soc/mmc@7e300000/wifi@1
+# The PL011 carries the Bluetooth chip on a Pi 4: its serdev child would take the UART's input
+# away from the console, so keys typed there would never reach the shell.
+fdt rm /soc/serial@7e201000/bluetooth
+# The device's network under QEMU: a USB Ethernet adapter on the OTG port (DWC2), which the Pi 4
+# runs as a USB device (dr_mode peripheral) and QEMU as a host. The firmware's power domain for
+# it is not emulated.
+fdt set /soc/usb@7e980000 dr_mode host
+fdt rm /soc/usb@7e980000 power-domains
 # Linux hangs once its console is QEMU's mini UART (ttyS1, where the Pi 4's GPIO 14/15 console
 # is): under QEMU the kernel's console is the PL011 (ttyAMA0), the harness's first serial port.
 setexpr bootargs sub console=ttyS1 console=ttyAMA0

@@ -4,5 +4,6 @@ import base from './ava.config.js';
 export default {
   ...base,
   files: ['test/integration/rpi4*.test.ts'],
-  timeout: '10m',
+  // An update on the emulated card takes minutes per pass over a slot (about 1 MB/s).
+  timeout: '25m',
 };

@@ -9,6 +9,8 @@ import {
   writeAbState,
   writeAbStateWithCorruptNewerCopy,
 } from './images.js';
+import { freePort } from './qemu-device.js';
+import { watchOta } from './ota-watch.js';
 import { Rpi4Device } from './rpi4-device.js';
 import {
   TEST_SCRIPT,
@@ -17,20 +19,24 @@ import {
   bootFiles,
   sameBytes,
   shippedCard,
-  slotImageWithFiles,
   testCard,
 } from './rpi4-images.js';
+import { RPI4_BOARD, prepareScenarioFleet } from './update-scenarios.js';
 
 const images = builtImages();
 // U-Boot reads the kernel at well under 1 MB/s from the emulated card, and TCG runs 4 cores.
 const BOOT_MS = 300_000;
+// The card reads and writes at about 1 MB/s under emulation: each pass over a 256 MiB slot
+// (the running slot's hash, writing the standby, reading it back) takes minutes.
+const UPDATE_MS = 1_200_000;
 
 async function withDevice<T>(
   disk: string,
   dir: string,
+  hostPort: number | undefined,
   use: (device: Rpi4Device) => Promise<T>,
 ): Promise<T> {
-  const device = await Rpi4Device.start({ disk, dir });
+  const device = await Rpi4Device.start({ disk, dir, hostPort });
   try {
     return await use(device);
   } finally {
@@ -42,7 +48,7 @@ test('the shipped card carries no test script; the test copy differs from it by 
   const { dir, cleanup } = scratchDir('rpi4-same');
   t.teardown(cleanup);
   const shipped = shippedCard(images);
-  const card = testCard(images, dir);
+  const card = testCard(shippedCard(images), dir);
   t.false(bootFiles(shipped).includes(TEST_SCRIPT));
   t.deepEqual(bootFiles(card), [...bootFiles(shipped), TEST_SCRIPT].sort());
   for (const name of bootFiles(shipped))
@@ -59,8 +65,8 @@ test('the shipped card carries no test script; the test copy differs from it by 
 test('slot A boots to a ready edge server while noise hits the U-Boot console', async (t) => {
   const { dir, cleanup } = scratchDir('rpi4-boot-a');
   t.teardown(cleanup);
-  const card = testCard(images, dir);
-  await withDevice(card, dir, async (device) => {
+  const card = testCard(shippedCard(images), dir);
+  await withDevice(card, dir, undefined, async (device) => {
     // Random bytes on U-Boot's UART until the boot script runs: no key may stop autoboot.
     // From U-Boot's first line on: QEMU has put the terminal in raw mode by then.
     await device.waitForConsole(/MMC:/, BOOT_MS);
@@ -87,11 +93,11 @@ test('slot A boots to a ready edge server while noise hits the U-Boot console', 
 test('a pending upgrade to a slot that cannot boot falls back after the boot limit', async (t) => {
   const { dir, cleanup } = scratchDir('rpi4-fallback');
   t.teardown(cleanup);
-  const card = testCard(images, dir);
+  const card = testCard(shippedCard(images), dir);
   // Slot b holds no file system (a write that never completed): U-Boot cannot load it.
   writePartition(card, 3, Buffer.alloc(1 << 20, 0xa5));
   await writeAbState(card, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
-  await withDevice(card, dir, async (device) => {
+  await withDevice(card, dir, undefined, async (device) => {
     await device.waitForConsole(/slot b did not come up in 3 attempts: back to slot a/, BOOT_MS);
     t.is(device.console.match(/edge-boot: trying slot b, attempt/g)?.length, 3);
     await device.waitForConsole(/rcS: up, slot a/, BOOT_MS);
@@ -104,27 +110,55 @@ test('a pending upgrade to a slot that cannot boot falls back after the boot lim
 test('one copy of the A/B state corrupted: the device boots the slot of the good copy', async (t) => {
   const { dir, cleanup } = scratchDir('rpi4-corrupt');
   t.teardown(cleanup);
-  const card = testCard(images, dir);
+  const card = testCard(shippedCard(images), dir);
   writePartition(card, 3, readFileSync(images.slotImage));
   await writeAbStateWithCorruptNewerCopy(card, dir);
-  await withDevice(card, dir, async (device) => {
+  await withDevice(card, dir, undefined, async (device) => {
     await device.waitForConsole(/rcS: up, slot b/, BOOT_MS);
     t.regex(device.console, /A\/B state from abstate1\.env: good b/);
   });
 });
 
-// An update as the agent leaves it (the standby slot written, then the flags), written from the
-// host: the raspi4b console takes no input yet, so the running system cannot be driven to do it.
-test('a pending upgrade to a good slot boots it on trial and the edge server commits it', async (t) => {
+// The whole update on the Pi 4 card, done by the running system: the agent checks in over the
+// network (a USB Ethernet adapter on QEMU's DWC2), downloads the delta, writes the standby slot
+// on the SD card, sets the flags, reboots; U-Boot boots the slot on trial and the agent commits.
+test('an update from the update server, applied by the running system, boots and commits', async (t) => {
   const { dir, cleanup } = scratchDir('rpi4-update');
   t.teardown(cleanup);
-  const card = testCard(images, dir);
-  const release = slotImageWithFiles(images, dir, { '/etc/edge/marker': 'release 2\n' });
-  writePartition(card, 3, readFileSync(release));
-  await writeAbState(card, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
-  await withDevice(card, dir, async (device) => {
-    await device.waitForConsole(/edge-boot: trying slot b, attempt 1 of 3/, BOOT_MS);
-    await device.waitForConsole(/"outcome":"committed"[^\n]*"msg":"boot slot settled"/, BOOT_MS);
+  const { fleet, releases } = prepareScenarioFleet(t);
+  const server = await fleet.startServer(await freePort());
+  t.teardown(() => server.stop());
+  const card = testCard(releases.v1.rpi4Card!, dir);
+  // A slow device's settings: the emulated card reads at about 1 MB/s, so the new slot's hash
+  // (needed for the check-in that proves it healthy) takes minutes, not the Pi's seconds.
+  fleet.provision(card, {
+    serverPort: server.port,
+    settings: { EDGE_OTA_HEALTH_DEADLINE_SECONDS: '1200' },
+    files: { '/edge/trial-deadline-seconds': '1200\n' },
   });
+  server.rollout(releases.v2.version, 100, RPI4_BOARD);
+  const started = performance.now();
+  await withDevice(card, dir, await freePort(), async (device) => {
+    await watchOta(
+      device,
+      ({ status }) => status.state === 'committed' && status.targetVersion === releases.v2.version,
+      {
+        timeoutMs: UPDATE_MS,
+        pollMs: 2000,
+        onEvent: (line) => t.log(`${device.uptimeSeconds.toFixed(0).padStart(4)} s  ${line}`),
+      },
+    );
+    const committed = await server.waitForDevice(
+      (checkIn) => checkIn.update.state === 'committed',
+      BOOT_MS,
+      RPI4_BOARD,
+    );
+    t.like(committed, { version: releases.v2.version, slot: 'b' });
+    t.is(committed.firmwareHash, releases.v2.sha256);
+    await device.shell.open(BOOT_MS);
+    await device.shell.run('sync', BOOT_MS);
+  });
+  t.log(`raspi4b: update v1 -> v2 took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   t.like(abStateByFwPrintenv(card, dir), { ab_good: 'b', ab_tries: '0' });
+  t.false('ab_try' in abStateByFwPrintenv(card, dir));
 });

@@ -43,3 +43,39 @@ export class ConsoleText {
     }
   }
 }
+
+/** A shell on a serial console: typing lines and reading what the commands print. */
+export class ConsoleShell {
+  constructor(
+    private readonly console: ConsoleText,
+    private readonly write: (data: string) => void,
+  ) {}
+
+  /** Types a line. */
+  type(line: string): void {
+    this.write(`${line}\r`);
+  }
+
+  /** Runs a command in the shell (activated once with `open`) and returns what it printed. */
+  async run(command: string, timeoutMs = 20_000): Promise<string> {
+    // The markers as printed differ from the markers as typed ($((...)) and $? expand), so
+    // the echo of the typed line, however the console wraps it, never matches them.
+    const tag = Math.random().toString(36).slice(2);
+    const from = this.console.text.length;
+    this.type(`echo __edge_begin_$((6*7))_${tag}; ${command}; echo __edge_end_$?_${tag}`);
+    const end = await this.console.waitFor(new RegExp(`__edge_end_(\\d+)_${tag}`), timeoutMs, from);
+    const printed = this.console.text.slice(from);
+    const begin = `__edge_begin_42_${tag}\n`;
+    const output = printed.slice(printed.indexOf(begin) + begin.length, printed.indexOf(end[0]));
+    if (end[1] !== '0') throw new Error(`'${command}' exited with ${end[1]}: ${output}`);
+    return output;
+  }
+
+  /** Activates the console shell that busybox init offers ("Please press Enter"). */
+  async open(timeoutMs = 60_000): Promise<void> {
+    const prompt = /Please press Enter to activate this console/;
+    if (!prompt.test(this.console.text)) await this.console.waitFor(prompt, timeoutMs);
+    this.type('');
+    await this.run('true', timeoutMs);
+  }
+}

@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
-import { Fleet, type Release, type ReleaseSpec } from './fleet.js';
+import { FLEET_BOARD, Fleet, type Release, type ReleaseSpec } from './fleet.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The fleet every update scenario (and the demo's test) shares: built and published once. */
 export const SCENARIO_FLEET_DIR = join(process.env.EDGE_OUT ?? join(ROOT, 'out'), 'qemu-fleet');
+
+/** The Pi 4's board name (the agent reads it from the device tree); raspi4b runs its card. */
+export const RPI4_BOARD = 'rpi4';
 
 /** Bytes that do not compress or diff away, the same at every run. */
 function incompressible(bytes: number): Buffer {
@@ -22,9 +25,9 @@ function incompressible(bytes: number): Buffer {
  * so the repository is the same whichever scenario runs first.
  */
 export const RELEASES = {
-  /** v1 and v2: the demo's releases. */
-  v1: { version: '1.0.0', deltaFrom: [] },
-  v2: { version: '1.1.0', deltaFrom: ['1.0.0'] },
+  /** v1 and v2: the demo's releases, and the Pi 4 card's update under raspi4b. */
+  v1: { version: '1.0.0', deltaFrom: [], boards: [FLEET_BOARD, RPI4_BOARD] },
+  v2: { version: '1.1.0', deltaFrom: ['1.0.0'], boards: [FLEET_BOARD, RPI4_BOARD] },
   /** v3 replaces the edge server by one that exits at once: its slot boots, never healthy. */
   unhealthy: {
     version: '1.2.0',

@@ -8,6 +8,7 @@ import { freePort } from '../../../bench/lib/http-load.js';
 import { loadConfig } from '../../src/config.js';
 import { otaServer } from '../ota/fleet.js';
 import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
+import { ServerClock } from '../../src/ota/server-clock.js';
 import { UpdateServerClient } from '../../src/ota/update-server-client.js';
 import { createUplinkSender } from '../../src/sandbox/uplink-sender.js';
 import { guestWat, manifestFor, testRegistry, wat } from './sandbox-helpers.js';
@@ -102,4 +103,22 @@ test('a module uplink reaches the update server signed by the device; another ke
     })
   ).json()) as { uplinks: unknown[] };
   t.is(after.uplinks.length, 1, 'the forged uplink was not stored');
+
+  // The device itself with its clock in 1970 (a Pi 4 without a battery-backed clock or NTP): the
+  // first token is refused, the answer's Date shows the server's time, the second one lands.
+  const stuckAt = Date.parse('1970-01-01T00:16:08Z');
+  const lost = new UpdateServerClient(
+    url,
+    identity,
+    async () => 'not used',
+    new ServerClock(() => stuckAt),
+  );
+  await lost.signedPost(DEVICE_API_PATHS.uplink, { module: 'thermo', payload: { celsius: 3 } });
+  t.true(Math.abs(lost.clock.offsetMs - (Date.now() - stuckAt)) < 5000);
+  const latest = (await (
+    await fetch(`${url}/api/v1/devices/${identity.deviceId}`, {
+      headers: { authorization: `Bearer ${operatorToken}` },
+    })
+  ).json()) as { uplinks: Array<{ payload: unknown }> };
+  t.deepEqual(latest.uplinks[0]?.payload, { celsius: 3 });
 });
