@@ -7,7 +7,9 @@ export default tseslint.config(
     ignores: [
       '**/dist/**',
       '**/node_modules/**',
-      'meta-edge/**',
+      // The Yocto layer's recipes; its tests are TypeScript like the rest.
+      'meta-edge/*',
+      '!meta-edge/test/',
       '.cache/**',
       'out/**',
       // AssemblyScript, not TypeScript: asc checks these (app/sdk/README.md).
