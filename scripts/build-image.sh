@@ -248,9 +248,15 @@ cp "$STAGE/usr/lib/raspi-firmware/start4.elf" "$STAGE/usr/lib/raspi-firmware/fix
   "$STAGE/usr/lib/linux-image-$KERNEL_VERSION/broadcom/bcm2711-rpi-4-b.dtb" \
   "$ROOT/board/rpi4/config.txt" "$ROOT/board/rpi4/cmdline.txt" "$BOOTFILES/"
 
+# The data partition starts with slot A's hash on record (app/src/slot-hash-records.ts): a new
+# device knows what it runs without reading its whole slot at the first boot.
+SLOT_HEAD_SHA256=$(head -c 65536 "$WORK/rootfs.ext4" | sha256sum | cut -d' ' -f1)
 make_disk() { # board, image name
   step "$1 disk image"
-  mkdir -p "$WORK/genimage-$1/root" "$WORK/genimage-$1/out"
+  mkdir -p "$WORK/genimage-$1/root/edge" "$WORK/genimage-$1/out"
+  printf '{\n  "/dev/disk/by-partuuid/45444745-02": { "sha256": "%s", "length": %s, "head": "%s" }\n}\n' \
+    "$SLOT_SHA256" "$(stat -c %s "$WORK/rootfs.ext4")" "$SLOT_HEAD_SHA256" >"$WORK/genimage-$1/root/edge/slot-hashes.json"
+  pin_tree "$WORK/genimage-$1/root"
   genimage --config "$ROOT/board/$1/genimage.cfg" --rootpath "$WORK/genimage-$1/root" \
     --tmppath "$WORK/genimage-$1/tmp" --inputpath "$BOOTFILES" --outputpath "$WORK/genimage-$1/out" \
     >"$WORK/genimage-$1.log" 2>&1 || die "genimage failed for $1: $(tail -n 5 "$WORK/genimage-$1.log")"

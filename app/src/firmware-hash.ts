@@ -1,9 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { hashSlotImage } from '@edge/formats';
+import type { SlotHashRecords } from './slot-hash-records.js';
 
 export type FirmwareHashState =
   | { state: 'computing'; slotPath: string | undefined; bytesDone: number; bytesTotal: number }
-  | { state: 'known'; slotPath: string; hash: string; length: number }
+  | {
+      state: 'known';
+      slotPath: string;
+      hash: string;
+      length: number;
+      /** From the slot's record (written when the agent verified it), not read at this boot. */
+      recorded?: true;
+    }
   | { state: 'failed'; slotPath: string | undefined; reason: string };
 
 export interface FirmwareHashSource {
@@ -11,8 +19,9 @@ export interface FirmwareHashSource {
 }
 
 /**
- * SHA-256 of the running root slot, computed once in the background and cached:
- * the slot is read-only while it runs, so its hash cannot change.
+ * SHA-256 of the running root slot, computed once in the background and cached: the slot is
+ * read-only while it runs, so its hash cannot change. With `records`, a slot measured before
+ * (or verified by the agent after writing it) is not read again at every boot.
  */
 export class FirmwareHash implements FirmwareHashSource {
   #state: FirmwareHashState = {
@@ -29,26 +38,38 @@ export class FirmwareHash implements FirmwareHashSource {
    */
   constructor(
     slotPathSetting: string,
-    options: { cmdlinePath?: string; after?: Promise<unknown> } = {},
+    options: { cmdlinePath?: string; after?: Promise<unknown>; records?: SlotHashRecords } = {},
   ) {
-    const { cmdlinePath = '/proc/cmdline', after = Promise.resolve() } = options;
-    this.done = after.then(() => this.#compute(slotPathSetting, cmdlinePath));
+    const { cmdlinePath = '/proc/cmdline', after = Promise.resolve(), records } = options;
+    this.done = after.then(() => this.#compute(slotPathSetting, cmdlinePath, records));
   }
 
   get current(): FirmwareHashState {
     return this.#state;
   }
 
-  async #compute(setting: string, cmdlinePath: string): Promise<FirmwareHashState> {
+  async #compute(
+    setting: string,
+    cmdlinePath: string,
+    records: SlotHashRecords | undefined,
+  ): Promise<FirmwareHashState> {
     let slotPath: string | undefined;
     try {
       slotPath = setting === 'auto' ? await rootDeviceFromCmdline(cmdlinePath) : setting;
       const path = slotPath;
       this.#state = { state: 'computing', slotPath: path, bytesDone: 0, bytesTotal: 0 };
+      const recorded = await records?.lookup(path).catch(() => undefined);
+      if (recorded) {
+        const { sha256: hash, length } = recorded;
+        this.#state = { state: 'known', slotPath: path, hash, length, recorded: true };
+        return this.#state;
+      }
       const { sha256, length } = await hashSlotImage(path, ({ bytesDone, bytesTotal }) => {
         this.#state = { state: 'computing', slotPath: path, bytesDone, bytesTotal };
       });
       this.#state = { state: 'known', slotPath: path, hash: sha256, length };
+      // Best effort: without a record the next boot measures again.
+      await records?.remember(path, { sha256, length }).catch(() => undefined);
     } catch (error) {
       this.#state = { state: 'failed', slotPath, reason: reasonOf(error) };
     }

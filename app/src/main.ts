@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_FILE, loadConfig, type ConfigSources } from './config.js';
 import { BootState } from './boot-state.js';
 import { FirmwareHash } from './firmware-hash.js';
+import { SlotHashRecords } from './slot-hash-records.js';
 import { bandwidthBucket, createUpdateAgent } from './ota/create-agent.js';
 import { buildServer } from './server.js';
 import { ModuleRegistry } from './sandbox/module-registry.js';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
   let listening!: () => void;
   const firmwareHash = new FirmwareHash(config.firmware.slotPath, {
     after: new Promise<void>((resolve) => (listening = resolve)),
+    records: new SlotHashRecords(config.ota.dataDir),
   });
   const bootState = new BootState(config.boot);
   const downloadBucket = bandwidthBucket(

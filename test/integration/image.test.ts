@@ -67,6 +67,9 @@ scenario(
     await withDevice(disk, async (device) => {
       t.like(await bootReport(device), { slot: 'b', committed: 'b' });
       t.regex(device.console, /A\/B state from abstate1\.env/);
+      // Slot a's hash is on record from the build; slot b's, written here, is read at this boot.
+      const hash = await device.waitForHttp('/api/v1/firmware/hash', 120_000);
+      t.deepEqual(await hash.json(), { hash: images.slotSha256 });
     });
   },
 );

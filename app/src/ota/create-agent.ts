@@ -9,6 +9,7 @@ import type { Readiness } from '../readiness.js';
 import { AppInstaller, type AppActivation } from './app-installer.js';
 import { AppStateFile } from './app-state.js';
 import { loadDeviceIdentity } from './device-identity.js';
+import { SlotHashRecords } from '../slot-hash-records.js';
 import { detectBoard, readRelease, standbyPathBeside } from './device-info.js';
 import { OtaStateFile } from './ota-state.js';
 import { TokenBucket } from './token-bucket.js';
@@ -69,6 +70,7 @@ export async function createUpdateAgent(
         ? standbyPathBeside(runningPath, SLOT_PARTITION[slot])
         : config.standbySlotPath,
     downloadsDir: join(config.dataDir, 'downloads'),
+    slotHashes: new SlotHashRecords(config.dataDir),
     reboot: () => runCommand(config.rebootCommand),
     healthDeadlineMs: config.healthDeadlineSeconds * 1000,
     downloadStallMs: config.stallTimeoutSeconds * 1000,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DeltaError, deltaTargetName, otherSlot, type SlotName } from '@edge/formats';
 import type { BootState } from '../boot-state.js';
 import type { FirmwareHash } from '../firmware-hash.js';
+import type { SlotHashRecords } from '../slot-hash-records.js';
 import type { Readiness } from '../readiness.js';
 import type { AppInstaller } from './app-installer.js';
 import type { OtaState, OtaStateFile, PendingUpdate } from './ota-state.js';
@@ -46,6 +47,8 @@ export interface UpdateAgentDeps {
   checkInSeconds: number;
   /** Installs app releases (WASM modules, configuration) without a reboot; none: not managed. */
   apps?: AppInstaller;
+  /** Each slot's hash as last verified: forgotten before a slot is written, kept once it verifies. */
+  slotHashes?: SlotHashRecords;
 }
 
 export class UpdateFailed extends Error {
@@ -212,6 +215,7 @@ export class UpdateAgent {
     if (this.#wroteSlot(desired.version, standbySlot)) {
       await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
       if (await slotMatches(standbyPath, image.length, image.sha256)) {
+        await this.#verified(standbyPath, image);
         await this.#rebootInto(desired.version, standbySlot);
         return;
       }
@@ -252,6 +256,7 @@ export class UpdateAgent {
       this.#state.lastDownload = { target: download.name, bytes: download.length };
 
       await this.#setStatus({ state: 'applying', targetVersion: desired.version, progress: 0 });
+      await deps.slotHashes?.forget(standbyPath);
       const onProgress = (p: { bytesDone: number; bytesTotal: number }) =>
         this.#progress('applying', desired.version, { ...p, bytesFetched: 0 });
       if (delta) {
@@ -276,6 +281,7 @@ export class UpdateAgent {
       if (!(await slotMatches(standbyPath, image.length, image.sha256))) {
         throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
       }
+      await this.#verified(standbyPath, image);
     } catch (error) {
       // Bytes that do not match the signed target, or a delta that will not apply or gives the
       // wrong image: the file goes, and a delta is not used again for this release (the next
@@ -288,6 +294,15 @@ export class UpdateAgent {
     }
     await removeDownload(downloaded);
     await this.#rebootInto(desired.version, standbySlot);
+  }
+
+  /** The slot just read back matches the signed image: its next boot need not read it again. */
+  async #verified(standbyPath: string, image: { sha256: string; length: number }): Promise<void> {
+    await this.deps.slotHashes
+      ?.remember(standbyPath, { sha256: image.sha256, length: image.length })
+      .catch((error: unknown) =>
+        this.deps.log.warn({ err: error }, 'slot hash not recorded: the next boot measures it'),
+      );
   }
 
   /** Only with the standby slot verified do the boot flags change. */

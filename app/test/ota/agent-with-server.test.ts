@@ -12,6 +12,7 @@ import {
   type FileDevice,
 } from './fleet.js';
 import { seededBytes } from './seeded.js';
+import { SlotHashRecords } from '../../src/slot-hash-records.js';
 
 // The update agent on file-backed slots against the real update server on 127.0.0.1, set up
 // and served by ota-server's own command line, run in this process (its binary has its own
@@ -57,11 +58,19 @@ test.serial(
   'the device updates by delta into the standby slot, reboots, and commits after the reboot',
   async (t) => {
     const device = await makeFileDevice(fleet);
+    // What slot b held before: a record the agent must drop when it writes the slot.
+    const records = new SlotHashRecords(device.data);
+    await records.remember(device.slots.b, { sha256: 'ab'.repeat(32), length: SLOT_BYTES });
 
     const agent = await boot(device, 'a');
     await agent.cycle();
     t.true(existsSync(device.rebootMarker), 'the reboot command ran');
     t.is(await sha256OfFile(device.slots.b, SLOT_BYTES), fleet.images['1.1.0']!.sha256);
+    // Verified after writing: the next boot takes slot b's hash from the record.
+    t.deepEqual(await records.lookup(device.slots.b), {
+      sha256: fleet.images['1.1.0']!.sha256,
+      length: SLOT_BYTES,
+    });
     t.like(await new AbStateStore(device.bootPartition).read(), {
       committed: 'a',
       trial: 'b',

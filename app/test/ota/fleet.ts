@@ -17,6 +17,7 @@ import { freePort } from '../../../bench/lib/http-load.js';
 import { BootState } from '../../src/boot-state.js';
 import { loadConfig } from '../../src/config.js';
 import { FirmwareHash } from '../../src/firmware-hash.js';
+import { SlotHashRecords } from '../../src/slot-hash-records.js';
 import type { AppActivation } from '../../src/ota/app-installer.js';
 import { bandwidthBucket, createUpdateAgent } from '../../src/ota/create-agent.js';
 import { loadDeviceIdentity } from '../../src/ota/device-identity.js';
@@ -316,7 +317,9 @@ export async function bootAgent(
       commitMarker: join(device.dir, 'committed'),
       cmdlinePath: join(device.dir, 'cmdline'),
     }),
-    firmwareHash: new FirmwareHash(device.slots[slot]),
+    firmwareHash: new FirmwareHash(device.slots[slot], {
+      records: new SlotHashRecords(device.data),
+    }),
     readiness: new Readiness(),
     log: silentLog,
     bucket: bandwidthBucket(0, 1 << 20),
