@@ -1,12 +1,13 @@
 import type {
-  DeviceDetail,
+  DeviceDetailJson,
   DevicePage,
   NewRollout,
   Overview,
   Releases,
   RolloutAction,
-  RolloutSample,
-  RolloutView,
+  RolloutChanged,
+  RolloutDetail,
+  RolloutList,
   Session,
 } from './api-types.js';
 
@@ -86,21 +87,14 @@ export const api = {
   devices: (params: Record<string, string | undefined>, signal?: AbortSignal) =>
     call<DevicePage>('GET', `/devices${query(params)}`, undefined, signal),
   device: (id: string, signal?: AbortSignal) =>
-    call<DeviceDetail>('GET', `/devices/${encodeURIComponent(id)}`, undefined, signal),
+    call<DeviceDetailJson>('GET', `/devices/${encodeURIComponent(id)}`, undefined, signal),
   releases: (signal?: AbortSignal) => call<Releases>('GET', '/releases', undefined, signal),
-  rollouts: (signal?: AbortSignal) =>
-    call<{ rollouts: RolloutView[] }>('GET', '/rollouts', undefined, signal),
+  rollouts: (signal?: AbortSignal) => call<RolloutList>('GET', '/rollouts', undefined, signal),
   rollout: (id: string, signal?: AbortSignal) =>
-    call<{ rollout: RolloutView; samples: RolloutSample[] }>(
-      'GET',
-      `/rollouts/${encodeURIComponent(id)}`,
-      undefined,
-      signal,
-    ),
-  startRollout: (rollout: NewRollout) =>
-    call<{ rollout: RolloutView }>('POST', '/rollouts', rollout),
+    call<RolloutDetail>('GET', `/rollouts/${encodeURIComponent(id)}`, undefined, signal),
+  startRollout: (rollout: NewRollout) => call<RolloutChanged>('POST', '/rollouts', rollout),
   changeRollout: (id: string, action: RolloutAction, percent?: number) =>
-    call<{ rollout: RolloutView }>(
+    call<RolloutChanged>(
       'POST',
       `/rollouts/${encodeURIComponent(id)}/${action}`,
       action === 'widen' ? { percent } : undefined,
@@ -108,7 +102,7 @@ export const api = {
   setThreshold: (
     id: string,
     change: { failureThresholdPercent?: number; minDevicesForThreshold?: number },
-  ) => call<{ rollout: RolloutView }>('PATCH', `/rollouts/${encodeURIComponent(id)}`, change),
+  ) => call<RolloutChanged>('PATCH', `/rollouts/${encodeURIComponent(id)}`, change),
 };
 
 /** True for the error a cancelled request (a view left early) ends with. */

@@ -1,4 +1,4 @@
-import type { Category, RolloutState } from './api-types.js';
+import type { DeviceCategory, RolloutState } from './api-types.js';
 
 const BYTE_UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
 
@@ -48,7 +48,7 @@ export function formatPercent(part: number, whole: number): string {
   return percent === 0 && part > 0 ? '<1%' : `${percent}%`;
 }
 
-export const CATEGORY_LABELS: Record<Category, string> = {
+export const CATEGORY_LABELS: Record<DeviceCategory, string> = {
   upToDate: 'Up to date',
   updating: 'Updating',
   failed: 'Failed',

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { FleetEventMap, FleetEvents } from '../fleet/fleet-events.js';
 import type { FleetStore } from '../fleet/store.js';
-import { fleetOverview, rolloutViewOf, type Overview } from './views.js';
+import type { Overview } from './api-json.js';
+import { fleetOverview, rolloutViewOf } from './views.js';
 
 export interface LiveListener {
   send(event: 'overview' | 'rollout', data: unknown): void;

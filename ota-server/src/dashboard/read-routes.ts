@@ -5,6 +5,14 @@ import { deviceCategory, NOT_SEEN_AFTER_MS } from '../fleet/device-category.js';
 import { DEVICE_CATEGORIES, type CheckInRecord, type DeviceSortKey } from '../fleet/store.js';
 import { publishedReleases } from '../repository/published-releases.js';
 import { errors } from '../server/errors.js';
+import type {
+  DevicePage,
+  DeviceDetailJson,
+  Releases,
+  RolloutDetail,
+  RolloutList,
+  TimelineEntry,
+} from './api-json.js';
 import {
   checkInJson,
   compareVersionsNewestFirst,
@@ -39,8 +47,8 @@ const CHECK_INS_SHOWN = 100;
 const SAMPLES_SHOWN = 5760;
 
 /** A device's update timeline: the check-ins where its update state changed, oldest first. */
-function timelineOf(newestFirst: readonly CheckInRecord[]) {
-  const timeline = [];
+function timelineOf(newestFirst: readonly CheckInRecord[]): TimelineEntry[] {
+  const timeline: TimelineEntry[] = [];
   let previous: string | undefined;
   for (const checkIn of [...newestFirst].reverse()) {
     const key = `${checkIn.update.state}\n${checkIn.update.targetVersion ?? ''}`;
@@ -64,7 +72,7 @@ export const readRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Querystring: Static<typeof DeviceQuery> }>(
     '/api/devices',
     { schema: { querystring: DeviceQuery } },
-    async (request) => {
+    async (request): Promise<DevicePage> => {
       const { q, board, version, category, sort, order, page, pageSize } = request.query;
       const { total, devices } = await app.fleet.devicePage({
         search: q?.trim() || undefined,
@@ -84,7 +92,7 @@ export const readRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Static<typeof IdParams> }>(
     '/api/devices/:id',
     { schema: { params: IdParams } },
-    async (request) => {
+    async (request): Promise<DeviceDetailJson> => {
       const id = request.params.id;
       const detail = await app.fleet.device(id, app.serverConfig.retention.checkInsPerDevice);
       if (!detail) throw errors.deviceNotFound(id);
@@ -122,7 +130,7 @@ export const readRoutes: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get('/api/releases', async () => {
+  app.get('/api/releases', async (): Promise<Releases> => {
     const releases = await publishedReleases(app.serverConfig.repoDir);
     return {
       boards: [...releases]
@@ -142,7 +150,7 @@ export const readRoutes: FastifyPluginAsync = async (app) => {
     };
   });
 
-  app.get('/api/rollouts', async () => ({
+  app.get('/api/rollouts', async (): Promise<RolloutList> => ({
     rollouts: await Promise.all(
       (await app.fleet.listRollouts()).map((rollout) => rolloutViewOf(app.fleet, rollout)),
     ),
@@ -151,7 +159,7 @@ export const readRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Params: Static<typeof IdParams> }>(
     '/api/rollouts/:id',
     { schema: { params: IdParams } },
-    async (request) => {
+    async (request): Promise<RolloutDetail> => {
       const rollout = await app.rolloutService.get(request.params.id);
       const [view, samples] = await Promise.all([
         rolloutViewOf(app.fleet, rollout),

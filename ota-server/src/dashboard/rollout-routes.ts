@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Rollout } from '../fleet/store.js';
 import { ROLLOUT_GUARD_DEFAULTS } from '../fleet/store.js';
+import type { RolloutChanged } from './api-json.js';
 import { rolloutViewOf } from './views.js';
 
 const Percent = Type.Integer({ minimum: 0, maximum: 100 });
@@ -33,7 +34,9 @@ const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) 
  * automatic pause's settings. Every answer is the roll-out as the dashboard shows it.
  */
 export const rolloutRoutes: FastifyPluginAsync = async (app) => {
-  const answer = async (rollout: Rollout) => ({ rollout: await rolloutViewOf(app.fleet, rollout) });
+  const answer = async (rollout: Rollout): Promise<RolloutChanged> => ({
+    rollout: await rolloutViewOf(app.fleet, rollout),
+  });
 
   app.post<{ Body: Static<typeof CreateRollout> }>(
     '/api/rollouts',

@@ -9,31 +9,15 @@ import type {
   RolloutCounts,
   RolloutSample,
 } from '../fleet/store.js';
+import type {
+  CheckInJson,
+  DeviceRow,
+  Overview,
+  RolloutSampleJson,
+  RolloutView,
+} from './api-json.js';
 
-/** The dashboard's JSON shapes (see the dashboard contract), made from the store's records. */
-
-export interface RolloutView {
-  id: string;
-  board: string;
-  version: string;
-  percent: number;
-  state: Rollout['state'];
-  createdAt: string;
-  updatedAt: string;
-  failureThresholdPercent: number;
-  minDevicesForThreshold: number;
-  pausedReason: string | null;
-  counts: RolloutCounts;
-}
-
-export interface Overview {
-  generatedAt: string;
-  total: number;
-  byBoard: { board: string; count: number }[];
-  byVersion: { board: string; version: string; count: number }[];
-  byState: Record<DeviceCategory, number>;
-  rollouts: RolloutView[];
-}
+/** The dashboard's JSON (api-json.ts), made from the store's records. */
 
 export function rolloutView(rollout: Rollout, counts: RolloutCounts): RolloutView {
   return {
@@ -55,15 +39,15 @@ export async function rolloutViewOf(store: FleetStore, rollout: Rollout): Promis
   return rolloutView(rollout, await store.rolloutCounts(rollout));
 }
 
-export function rolloutSampleJson(sample: RolloutSample) {
+export function rolloutSampleJson(sample: RolloutSample): RolloutSampleJson {
   return { ...sample, at: sample.at.toISOString() };
 }
 
-export function deviceRowJson(row: DeviceListRow) {
+export function deviceRowJson(row: DeviceListRow): DeviceRow {
   return { ...row, lastSeen: row.lastSeen?.toISOString() ?? null };
 }
 
-export function checkInJson(checkIn: CheckInRecord) {
+export function checkInJson(checkIn: CheckInRecord): CheckInJson {
   return {
     at: checkIn.at.toISOString(),
     version: checkIn.version,

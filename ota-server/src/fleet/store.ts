@@ -1,4 +1,7 @@
 import type { AppReport, UpdateReport, UpdateState } from '@edge/formats';
+import type { DeviceCategory, RolloutCounts, RolloutState } from './fleet-status.js';
+
+export type { DeviceCategory, RolloutCounts, RolloutState } from './fleet-status.js';
 
 /** Fleet state (devices, check-ins, uplinks, roll-outs): one interface, SQLite or PostgreSQL. */
 
@@ -47,8 +50,6 @@ export interface DeviceDetail extends DeviceSummary {
   uplinks: UplinkRecord[];
 }
 
-export type RolloutState = 'active' | 'paused' | 'completed' | 'cancelled';
-
 export interface Rollout {
   id: string;
   board: string;
@@ -74,28 +75,11 @@ export interface Rollout {
 /** Defaults of the automatic pause for roll-outs made without thresholds (operator API, CLI). */
 export const ROLLOUT_GUARD_DEFAULTS = { failureThresholdPercent: 10, minDevicesForThreshold: 10 };
 
-/** How the board's devices in a roll-out's buckets stand; each counted once. */
-export interface RolloutCounts {
-  targeted: number;
-  /** Running its version. */
-  updated: number;
-  /** Downloading, applying, verifying or rebooting into its version. */
-  updating: number;
-  /** Their update to its version failed before the reboot. */
-  failed: number;
-  /** The new slot did not come up: the bootloader went back. */
-  rolledBack: number;
-  /** The rest: not started yet. */
-  pending: number;
-}
-
 export interface RolloutSample extends Omit<RolloutCounts, 'pending'> {
   at: Date;
   percent: number;
 }
 
-/** A device's place on the dashboard; the first that applies. */
-export type DeviceCategory = 'notSeen' | 'failed' | 'rolledBack' | 'updating' | 'upToDate';
 export const DEVICE_CATEGORIES: readonly DeviceCategory[] = [
   'upToDate',
   'updating',

@@ -1,4 +1,4 @@
-import type { RolloutSample } from '../api-types.js';
+import type { RolloutSampleJson } from '../api-types.js';
 import { formatAxisTime, formatDateTime, formatPercent } from '../format.js';
 
 const WIDTH = 640;
@@ -28,7 +28,7 @@ function niceMax(value: number): number {
  * A roll-out's progress over time, drawn as SVG geometry (attributes, never style: the CSP
  * forbids inline styles), with the same numbers in a table for screen readers and keyboards.
  */
-export function ProgressChart({ samples }: { samples: RolloutSample[] }) {
+export function ProgressChart({ samples }: { samples: RolloutSampleJson[] }) {
   if (samples.length === 0) {
     return <p class="muted">No samples yet: the server takes one at each change.</p>;
   }

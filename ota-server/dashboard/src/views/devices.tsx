@@ -1,6 +1,6 @@
 import { useContext, useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { CATEGORIES, type Category } from '../api-types.js';
+import { CATEGORIES, type DeviceCategory } from '../api-types.js';
 import { Loading, PageHeading, TableScroll } from '../components/page.js';
 import { SortHeader, type Order } from '../components/sort-header.js';
 import { CATEGORY_LABELS, formatAgo, formatDateTime } from '../format.js';
@@ -275,6 +275,6 @@ function withCurrent(options: string[], value: string): string[] {
   return value && !options.includes(value) ? [...options, value] : options;
 }
 
-export function CategoryBadge({ category }: { category: Category }) {
+export function CategoryBadge({ category }: { category: DeviceCategory }) {
   return <span class={`badge category-${category}`}>{CATEGORY_LABELS[category]}</span>;
 }

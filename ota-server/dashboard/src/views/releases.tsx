@@ -37,9 +37,7 @@ export function ReleasesView({ location }: { location: Location }) {
                       <th scope="row">{release.version}</th>
                       <td>{formatDateTime(release.publishedAt)}</td>
                       <td class="number">
-                        <span title={`${release.imageBytes} bytes`}>
-                          {formatBytes(release.imageBytes)}
-                        </span>
+                        <Bytes count={release.imageBytes} />
                       </td>
                       <td>
                         {release.deltas.length === 0 ? (
@@ -48,10 +46,7 @@ export function ReleasesView({ location }: { location: Location }) {
                           <ul class="plain">
                             {release.deltas.map((delta) => (
                               <li key={delta.target}>
-                                from {delta.fromVersion}:{' '}
-                                <span title={`${delta.bytes} bytes`}>
-                                  {formatBytes(delta.bytes)}
-                                </span>{' '}
+                                from {delta.fromVersion}: <Bytes count={delta.bytes} />{' '}
                                 <span class="muted">
                                   ({formatPercent(delta.bytes, release.imageBytes)} of the image)
                                 </span>
@@ -70,4 +65,9 @@ export function ReleasesView({ location }: { location: Location }) {
       )}
     </>
   );
+}
+
+/** A size in binary units, the exact byte count in its title. */
+function Bytes({ count }: { count: number }) {
+  return <span title={`${count} bytes`}>{formatBytes(count)}</span>;
 }

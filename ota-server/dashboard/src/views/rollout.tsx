@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import type { RolloutAction, RolloutView } from '../api-types.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog.js';
+import { GuardFields, guardFromForm } from '../components/guard-fields.js';
 import { Loading, PageHeading } from '../components/page.js';
 import { ProgressChart } from '../components/progress-chart.js';
 import { useReportError } from '../errors.js';
@@ -222,10 +223,7 @@ function ThresholdForm({
     const form = new FormData(event.currentTarget as HTMLFormElement);
     setSaved(false);
     try {
-      const answer = await api.setThreshold(rollout.id, {
-        failureThresholdPercent: Number(form.get('failureThresholdPercent')),
-        minDevicesForThreshold: Number(form.get('minDevicesForThreshold')),
-      });
+      const answer = await api.setThreshold(rollout.id, guardFromForm(form));
       onSaved(answer.rollout);
       setSaved(true);
     } catch (error) {
@@ -237,31 +235,11 @@ function ThresholdForm({
     <section aria-labelledby="threshold">
       <h2 id="threshold">Automatic pause</h2>
       <form class="grid-form" onSubmit={(event) => void submit(event)}>
-        <div class="field">
-          <label for="threshold-percent">Pause at failure rate (%)</label>
-          <input
-            id="threshold-percent"
-            name="failureThresholdPercent"
-            type="number"
-            min={1}
-            max={100}
-            defaultValue={String(rollout.failureThresholdPercent)}
-            disabled={finished}
-            required
-          />
-        </div>
-        <div class="field">
-          <label for="threshold-min">…once this many tried</label>
-          <input
-            id="threshold-min"
-            name="minDevicesForThreshold"
-            type="number"
-            min={1}
-            defaultValue={String(rollout.minDevicesForThreshold)}
-            disabled={finished}
-            required
-          />
-        </div>
+        <GuardFields
+          ids={{ threshold: 'threshold-percent', minDevices: 'threshold-min' }}
+          values={rollout}
+          disabled={finished}
+        />
         <button type="submit" disabled={finished}>
           Save threshold
         </button>

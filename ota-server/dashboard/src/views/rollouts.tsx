@@ -1,6 +1,8 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
 import type { RolloutView } from '../api-types.js';
+import { NumberField, SelectField } from '../components/form-fields.js';
+import { GuardFields, guardFromForm } from '../components/guard-fields.js';
 import { Loading, PageHeading, TableScroll } from '../components/page.js';
 import { useReportError } from '../errors.js';
 import { ROLLOUT_STATE_LABELS, failureRate, formatDateTime, formatPercent } from '../format.js';
@@ -117,8 +119,7 @@ function StartRollout() {
         board: chosenBoard,
         version: chosenVersion,
         percent: Number(form.get('percent')),
-        failureThresholdPercent: Number(form.get('failureThresholdPercent')),
-        minDevicesForThreshold: Number(form.get('minDevicesForThreshold')),
+        ...guardFromForm(form),
       });
       navigate(`/rollouts/${encodeURIComponent(rollout.id)}`);
     } catch (error) {
@@ -137,72 +138,35 @@ function StartRollout() {
         <p>Publish a release first (ota-server publish).</p>
       ) : (
         <form class="grid-form" onSubmit={(event) => void submit(event)}>
-          <div class="field">
-            <label for="rollout-board">Board</label>
-            <select
-              id="rollout-board"
-              value={chosenBoard}
-              onChange={(event) => {
-                setBoard(event.currentTarget.value);
-                setVersion('');
-              }}
-            >
-              {boards.map((entry) => (
-                <option key={entry.board} value={entry.board}>
-                  {entry.board}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div class="field">
-            <label for="rollout-version">Version</label>
-            <select
-              id="rollout-version"
-              value={chosenVersion}
-              onChange={(event) => setVersion(event.currentTarget.value)}
-            >
-              {versions.map((release) => (
-                <option key={release.version} value={release.version}>
-                  {release.version}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div class="field">
-            <label for="rollout-percent">Devices (%)</label>
-            <input
-              id="rollout-percent"
-              name="percent"
-              type="number"
-              min={1}
-              max={100}
-              defaultValue="10"
-              required
-            />
-          </div>
-          <div class="field">
-            <label for="rollout-threshold">Pause at failure rate (%)</label>
-            <input
-              id="rollout-threshold"
-              name="failureThresholdPercent"
-              type="number"
-              min={1}
-              max={100}
-              defaultValue="10"
-              required
-            />
-          </div>
-          <div class="field">
-            <label for="rollout-min-devices">…once this many tried</label>
-            <input
-              id="rollout-min-devices"
-              name="minDevicesForThreshold"
-              type="number"
-              min={1}
-              defaultValue="10"
-              required
-            />
-          </div>
+          <SelectField
+            id="rollout-board"
+            label="Board"
+            value={chosenBoard}
+            options={boards.map((entry) => entry.board)}
+            onChange={(value) => {
+              setBoard(value);
+              setVersion('');
+            }}
+          />
+          <SelectField
+            id="rollout-version"
+            label="Version"
+            value={chosenVersion}
+            options={versions.map((release) => release.version)}
+            onChange={setVersion}
+          />
+          <NumberField
+            id="rollout-percent"
+            label="Devices (%)"
+            name="percent"
+            min={1}
+            max={100}
+            defaultValue="10"
+          />
+          <GuardFields
+            ids={{ threshold: 'rollout-threshold', minDevices: 'rollout-min-devices' }}
+            values={{ failureThresholdPercent: 10, minDevicesForThreshold: 10 }}
+          />
           <button type="submit" class="primary" disabled={busy || !chosenVersion}>
             {busy ? 'Starting…' : 'Start roll-out'}
           </button>
