@@ -1,7 +1,7 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { openFleetStore } from '../src/fleet/open-store.js';
 import { rolloutBucket } from '../src/fleet/rollout-policy.js';
 import { addTargets } from '../src/tuf/index.js';
@@ -22,10 +22,12 @@ const CSP =
   "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
   "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-async function repository(t: ExecutionContext, versions = ['1.0.0', '1.1.0']): Promise<string> {
+/** Releases 1.0.0 and 1.1.0 for rpi4; the images lie next to the repository, in its folder. */
+async function repository(t: ExecutionContext | null): Promise<string> {
   const repo = await newRepository(t);
-  const files = await tempDir(t, 'images');
-  for (const version of versions) {
+  const files = join(dirname(repo), 'images');
+  await mkdir(files);
+  for (const version of ['1.0.0', '1.1.0']) {
     const path = join(files, `${version}.img`);
     await writeFile(path, `image ${version} `.repeat(10));
     await publishImage(repo, 'rpi4', version, path);
@@ -33,11 +35,23 @@ async function repository(t: ExecutionContext, versions = ['1.0.0', '1.1.0']): P
   return repo;
 }
 
+// The server only reads the repository: the tests that do not add to it share one per file.
+let shared: Promise<string> | undefined;
+function sharedRepository(): Promise<string> {
+  shared ??= repository(null);
+  return shared;
+}
+
+test.after.always(async () => {
+  const repo = await shared?.catch(() => undefined);
+  if (repo) await rm(dirname(repo), { recursive: true, force: true });
+});
+
 async function dashboardServer(
   t: ExecutionContext,
   options: Parameters<typeof startServer>[2] & { repo?: string } = {},
 ): Promise<{ server: TestServer; client: DashboardClient }> {
-  const server = await startServer(t, options.repo ?? (await repository(t)), options);
+  const server = await startServer(t, options.repo ?? (await sharedRepository()), options);
   await addOperator(server.store);
   const client = new DashboardClient(server.url);
   t.is((await client.login()).status, 200);
@@ -63,7 +77,7 @@ async function until<T>(what: () => Promise<T>, done: (value: T) => boolean): Pr
 }
 
 test('login: the cookie is HttpOnly, SameSite=Strict, Path=/dashboard; session, logout', async (t) => {
-  const server = await startServer(t, await repository(t));
+  const server = await startServer(t, await sharedRepository());
   await addOperator(server.store);
   const client = new DashboardClient(server.url);
   t.like((await client.get('/dashboard/api/session')).body, { code: 'NO_SESSION' });
@@ -96,7 +110,7 @@ test('login: the cookie is HttpOnly, SameSite=Strict, Path=/dashboard; session, 
 });
 
 test('login: a wrong password and an unknown name get the same 401', async (t) => {
-  const server = await startServer(t, await repository(t));
+  const server = await startServer(t, await sharedRepository());
   await addOperator(server.store);
   const client = new DashboardClient(server.url);
   const wrong = await client.login(OPERATOR.username, 'not the password at all');
@@ -109,7 +123,7 @@ test('login: a wrong password and an unknown name get the same 401', async (t) =
 });
 
 test('login: 5 failures for a name make the 6th try wait (429, Retry-After)', async (t) => {
-  const server = await startServer(t, await repository(t));
+  const server = await startServer(t, await sharedRepository());
   await addOperator(server.store);
   const client = new DashboardClient(server.url);
   for (let n = 0; n < 5; n++)
@@ -122,7 +136,7 @@ test('login: 5 failures for a name make the 6th try wait (429, Retry-After)', as
 });
 
 test('behind a TLS proxy (trustProxy) the cookie is Secure; a login from another origin is refused', async (t) => {
-  const server = await startServer(t, await repository(t), { config: { trustProxy: true } });
+  const server = await startServer(t, await sharedRepository(), { config: { trustProxy: true } });
   await addOperator(server.store);
   const client = new DashboardClient(server.url);
   const login = await client.login(OPERATOR.username, OPERATOR.password, {
@@ -143,7 +157,7 @@ test('behind a TLS proxy (trustProxy) the cookie is Secure; a login from another
   t.is(foreign.status, 403);
   t.like(foreign.body, { code: 'FOREIGN_ORIGIN' });
 
-  const untrusted = await startServer(t, await repository(t));
+  const untrusted = await startServer(t, await sharedRepository());
   await addOperator(untrusted.store);
   const plain = await new DashboardClient(untrusted.url).login(
     OPERATOR.username,
@@ -417,7 +431,7 @@ test('a device page: check-ins newest first, the update timeline, the last failu
 });
 
 test("releases: each board's versions newest first, image and delta sizes", async (t) => {
-  const repo = await repository(t, ['1.0.0', '1.1.0']);
+  const repo = await repository(t);
   const files = await tempDir(t, 'delta');
   const deltaPath = join(files, 'delta');
   await writeFile(deltaPath, 'a delta');
@@ -592,7 +606,7 @@ test('the automatic pause: past the failure threshold, again only after a furthe
 test("the automatic pause: an operator's resume above the threshold outlives a restart", async (t) => {
   const store = await openFleetStore({ dataDir: await tempDir(t, 'data') });
   t.teardown(() => store.close());
-  const repo = await repository(t);
+  const repo = await sharedRepository();
   const first = await dashboardServer(t, { repo, store });
   const created = await first.client.send('POST', '/dashboard/api/rollouts', {
     board: 'rpi4',
@@ -691,13 +705,13 @@ test('live events: the overview at connect and after a check-in; close does not 
   await server.app.close();
   t.true(Date.now() - started < 3000, 'an open event stream does not hold the close');
 
-  const anonymous = await startServer(t, await repository(t));
+  const anonymous = await startServer(t, await sharedRepository());
   t.is((await fetch(`${anonymous.url}/dashboard/api/events`)).status, 401);
 });
 
 test('pages: index.html for page paths, assets, CSP; 503 while not built', async (t) => {
   const dir = await tempDir(t, 'dashboard-dist');
-  const repo = await repository(t);
+  const repo = await sharedRepository();
   const missing = await startServer(t, repo, { config: { dashboardDir: join(dir, 'none') } });
   const notBuilt = await fetch(`${missing.url}/dashboard/`);
   t.is(notBuilt.status, 503);
