@@ -78,15 +78,30 @@ test('slot A boots to a ready edge server while noise hits the U-Boot console', 
     }
     t.notRegex(device.console, /Hit any key to stop autoboot/);
     t.notRegex(device.console, /^=> /m);
-    // The console reports health (the raspi4b console takes no input yet, and has no network):
-    // the edge server logs that it listens, then that the boot slot is settled (it is ready).
-    // (Its slot hash would take minutes more: the emulated card reads at under 1 MB/s.)
+    // The console reports health: the edge server logs that it listens, then that the boot
+    // slot is settled (it is ready).
     await device.waitForConsole(/"msg":"Server listening at http:\/\/127\.0\.0\.1:8080"/, BOOT_MS);
     await device.waitForConsole(/"outcome":"not a trial"[^\n]*"msg":"boot slot settled"/, BOOT_MS);
     const seconds = device.uptimeSeconds;
     t.log(`raspi4b: QEMU start to edge server ready ${seconds.toFixed(1)} s`);
     t.regex(device.console, /edge-boot: booting slot a/);
     t.regex(device.console, /"msg":"memory budget in effect"/);
+    // What the boot read from the card: U-Boot's loads (it prints each), then Linux's (the
+    // block device's sectors read, field 3 of its stat), up to the edge server being ready.
+    const uboot = [...device.console.matchAll(/(\d+) bytes read in/g)].reduce(
+      (sum, match) => sum + Number(match[1]),
+      0,
+    );
+    await device.shell.open(BOOT_MS);
+    const stat = await device.shell.run('cat /sys/block/mmcblk*/stat', BOOT_MS);
+    const linux = stat
+      .trim()
+      .split('\n')
+      .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[2]) * 512, 0);
+    t.true(uboot > 10e6 && linux > 0, `U-Boot ${uboot} B, Linux ${linux} B`);
+    t.log(
+      `raspi4b: SD card read during boot: U-Boot ${(uboot / 1e6).toFixed(1)} MB, Linux ${(linux / 1e6).toFixed(1)} MB`,
+    );
   });
 });
 
