@@ -23,7 +23,8 @@ import { SqliteDatabase } from '../src/fleet/sqlite-database.js';
 import { versionSortKey } from '../src/fleet/version-sort-key.js';
 import { compareSemver, parseSemver } from '../src/publish/semver.js';
 import { tempDir } from './helpers/fixtures.js';
-import { checkRolloutCounts, seededRandom } from './helpers/rollout-counts-property.js';
+import { seededRandom } from '../../app/test/ota/seeded.js';
+import { checkRolloutCounts } from './helpers/rollout-counts-property.js';
 
 const settings = { failureThresholdPercent: 10, minDevicesForThreshold: 10 };
 

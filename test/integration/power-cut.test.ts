@@ -5,6 +5,7 @@ import { partitionSha256, readAbState, readDataFile, scratchDir, writeAbState } 
 import type { OtaStatus } from './ota-watch.js';
 import { QemuDevice, freePort } from './qemu-device.js';
 import { scenario } from './scenario.js';
+import { seededRandom } from '../../app/test/ota/seeded.js';
 
 /** Where an update is, as seen from outside: the agent's status, or U-Boot on the console. */
 type Phase = 'download' | 'patch' | 'verify' | 'flags' | 'first-boot' | 'done';
@@ -21,18 +22,6 @@ const PLAN: Array<{ phase: Phase; cuts: number; windowMs: number }> = [
 const CUTS = PLAN.reduce((sum, { cuts }) => sum + cuts, 0);
 // Cuts during the first boot of the new slot count as attempts: leave room for them.
 const ATTEMPT_LIMIT = 15;
-
-/** A small seeded generator (mulberry32): the same seed, the same cuts. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function phaseOf(status: OtaStatus['status'] | undefined, version: string): Phase | undefined {
   if (!status || status.targetVersion !== version) return undefined;
@@ -80,7 +69,7 @@ scenario(
   async (t, say) => {
     const seed = Number(process.env.EDGE_POWER_CUT_SEED ?? Math.floor(Math.random() * 2 ** 31));
     say(`seed ${seed} (EDGE_POWER_CUT_SEED=${seed} repeats these cuts)`);
-    const next = random(seed);
+    const next = seededRandom(seed);
     const { fleet, releases } = prepareScenarioFleet(t);
     // From v2 to the release with 12 MiB of new data: a delta whose download lasts long enough
     // for cuts to land in it, and to resume from the MiB it had synced.

@@ -9,18 +9,7 @@ import {
   type RolloutCounts,
   type RolloutState,
 } from '../../src/fleet/store.js';
-
-/** mulberry32: a small seeded generator, so a failing sequence replays from its seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../../app/test/ota/seeded.js';
 
 interface ModelDevice {
   deviceId: string;
