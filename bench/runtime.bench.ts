@@ -9,8 +9,13 @@ import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { BUNDLE, buildBundle } from '../app/build.js';
 import { JitterHistogram } from '../app/src/runtime/jitter-histogram.js';
-import { Scheduler, type TaskStats } from '../app/src/runtime/scheduler.js';
+import {
+  DEFAULT_REALTIME_PRIORITY,
+  Scheduler,
+  type TaskStats,
+} from '../app/src/runtime/scheduler.js';
 import { spawn } from 'node:child_process';
+import { cyclictest } from './lib/cyclictest.js';
 import { freePort, waitForListening, waitForOk } from './lib/http-load.js';
 import { MeasuredProcess } from './lib/measure.js';
 import { formatters, printTable } from './lib/table.js';
@@ -30,6 +35,8 @@ const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
 /** Full and resumed batches alternate, so that a change in the machine's load hits both alike. */
 const HANDSHAKE_ROUNDS = 4;
 const GOALS = { jitterP99Ms: 1, resumedCheaper: 3 };
+/** The machine's own real-time wake-up latency, measured alongside: no scheduler can beat it. */
+const CYCLICTEST = 'cyclictest';
 const PARTS = new Set((process.env.BENCH_RUNTIME_PARTS ?? 'scheduler,tls,squeeze').split(','));
 
 export default async function runtimeBench(): Promise<void> {
@@ -82,11 +89,26 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
     // The in-process HTTP load: the timers share their event loop with a busy server of their own.
     const { buildLoadedLoop } = await import('./runtime-load.js');
     const loop = await buildLoadedLoop();
+    // Every fork copies this process's page tables holding its memory map's lock, and any of
+    // its threads that touches memory meanwhile waits: 10-50 ms here, real-time or not. So the
+    // load generators start first and the measured window (the task threads, realtime last,
+    // then the timers) opens once they run, and closes before they stop.
+    const loadBefore = loadAverage();
+    const loads = Promise.all([
+      loadWith(`http://127.0.0.1:${port}/api/v1/firmware/hash`, 50, LOAD_SECONDS + 2),
+      loadWith(loop.url, 20, LOAD_SECONDS + 2),
+      cyclictest({
+        periodMs: PERIOD_MS,
+        seconds: LOAD_SECONDS + 1,
+        priority: DEFAULT_REALTIME_PRIORITY,
+      }),
+    ]);
+    await sleep(500);
     const scheduler = new Scheduler();
     const workers = [
-      { name: 'worker thread, realtime: true', realtime: true },
-      { name: 'worker thread, niceness: -20', niceness: -20 },
       { name: 'worker thread, default' },
+      { name: 'worker thread, niceness: -20', niceness: -20 },
+      { name: 'worker thread, realtime: true', realtime: true },
     ];
     const refusals: string[] = [];
     for (const worker of workers) {
@@ -98,7 +120,6 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
       });
       for (const reason of priority.refused) refusals.push(`${worker.name}: refused ${reason}`);
     }
-    const loadBefore = loadAverage();
     scheduler.add({
       name: 'scheduler, main thread',
       periodMs: PERIOD_MS,
@@ -112,14 +133,12 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
       naive.recordMs(now - last - PERIOD_MS);
       last = now;
     }, PERIOD_MS);
-    const [remote, local] = await Promise.all([
-      loadWith(`http://127.0.0.1:${port}/api/v1/firmware/hash`, 50),
-      loadWith(loop.url, 20),
-    ]);
+    await sleep(LOAD_SECONDS * 1000);
     clearInterval(interval);
-    const loadAfter = loadAverage();
     const stats = scheduler.stats();
     await scheduler.stop();
+    const [remote, local, machine] = await loads;
+    const loadAfter = loadAverage();
     await loop.close();
     const row = (s: TaskStats): JitterRow => ({
       name: s.thread === 'worker' ? `${s.name} (got ${s.priority})` : s.name,
@@ -138,6 +157,9 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
         maxMs: naiveSummary.maxSeconds * 1000,
         runs: naiveSummary.count,
       },
+      ...(machine
+        ? [{ name: `${CYCLICTEST} (SCHED_FIFO ${DEFAULT_REALTIME_PRIORITY}, C)`, ...machine }]
+        : []),
     ];
     printTable({
       title: `runtime: ${PERIOD_MS} ms task jitter for ${LOAD_SECONDS} s under HTTP load (edge bundle ${Math.round(remote.requestsPerSecond)} req/s; this process's own fastify ${Math.round(local.requestsPerSecond)} req/s); load average ${loadBefore} before, ${loadAfter} after`,
@@ -151,6 +173,7 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
       ratios: [{ column: 'p99 ms', baseline: 'setInterval (peer)', header: 'p99 vs setInterval' }],
     });
     for (const refusal of refusals) process.stdout.write(`  ${refusal}\n`);
+    if (!machine) process.stdout.write(`  no ${CYCLICTEST} row: install rt-tests\n`);
     return rows;
   } finally {
     await server.stop();
@@ -455,11 +478,15 @@ async function memorySqueeze(scratch: string): Promise<SqueezeResult> {
 }
 
 /** wrk on CPU 1 for LOAD_SECONDS; only its request rate is read (its latency lines vary in format). */
-function loadWith(url: string, connections: number): Promise<{ requestsPerSecond: number }> {
+function loadWith(
+  url: string,
+  connections: number,
+  seconds: number,
+): Promise<{ requestsPerSecond: number }> {
   return new Promise((resolve, reject) => {
     const wrk = spawn(
       'taskset',
-      ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${LOAD_SECONDS}s`, url],
+      ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, url],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
@@ -493,10 +520,14 @@ function printGoals(
   const goals: [string, string, string, string][] = [];
   if (jitter) {
     const naive = jitter.find((row) => row.name.includes('setInterval'))!;
+    const machine = jitter.find((row) => row.name.startsWith(CYCLICTEST));
+    const floor = machine
+      ? `; ${CYCLICTEST} p99 ${machine.p99Ms.toFixed(3)}, max ${machine.maxMs.toFixed(1)} ms`
+      : '';
     for (const worker of jitter.filter((row) => row.name.startsWith('worker thread'))) {
       goals.push([
         `10 ms task p99 jitter under load, ${worker.name}`,
-        `${worker.p99Ms.toFixed(3)} ms (setInterval ${naive.p99Ms.toFixed(3)} ms, ${formatters.ratio(naive.p99Ms / worker.p99Ms)} better)`,
+        `${worker.p99Ms.toFixed(3)} ms, max ${worker.maxMs.toFixed(1)} ms (setInterval p99 ${naive.p99Ms.toFixed(3)} ms, ${formatters.ratio(naive.p99Ms / worker.p99Ms)} better${floor})`,
         `<= ${GOALS.jitterP99Ms} ms`,
         verdict(worker.p99Ms <= GOALS.jitterP99Ms),
       ]);

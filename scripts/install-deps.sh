@@ -20,6 +20,7 @@ packages=(
   xdelta3   # bench: delta peer
   zstd      # bench: delta peer (--patch-from)
   time      # bench: peak RSS of peer tools (/usr/bin/time -v)
+  rt-tests  # bench: cyclictest, the machine's own wake-up latency beside the scheduler's
   postgresql # update server: the PostgreSQL fleet store's tests (a throwaway cluster)
   openssl    # edge server: test certificates for the TLS tests
   chromium   # update server: the dashboard's tests in a real browser (puppeteer-core drives it)
