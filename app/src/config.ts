@@ -48,6 +48,8 @@ export const ConfigSchema = Type.Object(
         stateDir: Type.String({ minLength: 1, default: '/boot' }),
         /** Marks a committed slot for the trial watchdog (usr/sbin/edge-trial-watchdog). */
         commitMarker: Type.String({ minLength: 1, default: '/run/edge/committed' }),
+        /** The clock floor rcS sets the clock forward to at boot (app/src/clock-floor.ts): its mtime. */
+        clockFloorFile: Type.String({ minLength: 1, default: '/data/edge/clock' }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -27,8 +27,12 @@ async function bootReport(device: QemuDevice): Promise<BootReport> {
   return (await response.json()) as BootReport;
 }
 
-async function withDevice<T>(disk: string, use: (device: QemuDevice) => Promise<T>): Promise<T> {
-  const device = await QemuDevice.start({ disk });
+async function withDevice<T>(
+  disk: string,
+  use: (device: QemuDevice) => Promise<T>,
+  options: { rtcBase?: string } = {},
+): Promise<T> {
+  const device = await QemuDevice.start({ disk, ...options });
   try {
     return await use(device);
   } finally {
@@ -74,31 +78,56 @@ scenario(
   },
 );
 
-scenario('the data partition keeps a file across a reboot and a change of slot', 6, async (t) => {
-  const { dir, cleanup } = scratchDir('data');
-  t.teardown(cleanup);
-  const disk = freshDisk(images, dir);
-  writePartition(disk, 3, readFileSync(images.slotImage));
-  await withDevice(disk, async (device) => {
-    await device.openShell(BOOT_TO_READY_MS);
-    await device.run('echo kept-across-updates > /data/keep.txt && sync');
-    device.type('reboot');
-    await device.waitForConsole(/edge-boot: booting slot a/, 60_000, device.console.length - 200);
-    await device.waitForConsole(
-      /rcS: up, slot a[\s\S]*Please press Enter/,
-      BOOT_TO_READY_MS,
-      device.console.lastIndexOf('edge-boot: booting'),
+scenario(
+  'the data partition keeps a file and the clock floor across a reboot and a change of slot',
+  6,
+  async (t) => {
+    const { dir, cleanup } = scratchDir('data');
+    t.teardown(cleanup);
+    const disk = freshDisk(images, dir);
+    writePartition(disk, 3, readFileSync(images.slotImage));
+    const epochNow = async (device: QemuDevice) => Number(await device.run('date +%s'));
+    // A board whose clock starts in 2001, as a Pi 4 starts in 1970: rcS sets it forward to the
+    // release's build time, then to the later time noted on /data.
+    const noted = images.sourceDateEpoch + 365 * 86_400;
+    await withDevice(
+      disk,
+      async (device) => {
+        await device.openShell(BOOT_TO_READY_MS);
+        t.regex(device.console, /rcS: clock was behind its floor; set to /);
+        t.true((await epochNow(device)) >= images.sourceDateEpoch);
+        await device.waitForHttp('/readyz', BOOT_TO_READY_MS);
+        // The edge server noted the time once ready.
+        t.true(Number(await device.run('stat -c %Y /data/edge/clock')) >= images.sourceDateEpoch);
+        await device.run(
+          `echo kept-across-updates > /data/keep.txt && touch -d @${noted} /data/edge/clock && sync`,
+        );
+        device.type('reboot');
+        await device.waitForConsole(
+          /edge-boot: booting slot a/,
+          60_000,
+          device.console.length - 200,
+        );
+        await device.waitForConsole(
+          /rcS: up, slot a[\s\S]*Please press Enter/,
+          BOOT_TO_READY_MS,
+          device.console.lastIndexOf('edge-boot: booting'),
+        );
+        await device.openShell(BOOT_TO_READY_MS);
+        t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
+        // The shutdown and the stopping edge server left the later note alone.
+        t.true((await epochNow(device)) >= noted);
+      },
+      { rtcBase: '2001-01-01' },
     );
-    await device.openShell(BOOT_TO_READY_MS);
-    t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
-  });
-  // Slot b on trial: it boots, the edge server commits it, and /data is the same.
-  await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
-  await withDevice(disk, async (device) => {
-    const report = await bootReport(device);
-    t.like(report, { slot: 'b', trialBoot: true });
-    await device.openShell(BOOT_TO_READY_MS);
-    t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
-    t.like(await bootReport(device), { slot: 'b', committed: 'b', trial: null });
-  });
-});
+    // Slot b on trial: it boots, the edge server commits it, and /data is the same.
+    await writeAbState(disk, dir, { committed: 'a', trial: 'b', attempts: 0, attemptLimit: 3 });
+    await withDevice(disk, async (device) => {
+      const report = await bootReport(device);
+      t.like(report, { slot: 'b', trialBoot: true });
+      await device.openShell(BOOT_TO_READY_MS);
+      t.is((await device.run('cat /data/keep.txt')).trim(), 'kept-across-updates');
+      t.like(await bootReport(device), { slot: 'b', committed: 'b', trial: null });
+    });
+  },
+);

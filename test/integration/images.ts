@@ -15,6 +15,8 @@ export interface BuiltImages {
   slotImage: string;
   slotSha256: string;
   qemuDisk: string;
+  /** The build's SOURCE_DATE_EPOCH: every file's mtime in the slot, and the device's clock floor. */
+  sourceDateEpoch: number;
 }
 
 /** The images `scripts/build-image.sh` made for the project's version (qemu-test.sh builds them first). */
@@ -22,6 +24,7 @@ export function builtImages(version = projectVersion()): BuiltImages {
   const dir = join(process.env.EDGE_OUT ?? join(ROOT, 'out'), version);
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
     slotImage: { sha256: string };
+    sourceDateEpoch: number;
   };
   return {
     version,
@@ -29,6 +32,7 @@ export function builtImages(version = projectVersion()): BuiltImages {
     slotImage: join(dir, 'rootfs.ext4'),
     slotSha256: manifest.slotImage.sha256,
     qemuDisk: join(dir, 'qemu-disk.img'),
+    sourceDateEpoch: manifest.sourceDateEpoch,
   };
 }
 

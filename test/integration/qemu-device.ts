@@ -14,6 +14,8 @@ export interface QemuDeviceOptions {
   memoryMiB?: number;
   /** Host port forwarded to the edge server's port 8080. */
   hostPort?: number;
+  /** Where the board's real-time clock starts (QEMU's -rtc base=, e.g. 2001-01-01); else now. */
+  rtcBase?: string;
   /** Called with every chunk the serial console prints, ANSI codes removed. */
   onConsole?: (text: string) => void;
 }
@@ -80,6 +82,7 @@ export class QemuDevice {
       `user,id=net0,hostfwd=tcp:127.0.0.1:${this.hostPort}-:8080`,
       '-device',
       'virtio-net-device,netdev=net0',
+      ...(this.options.rtcBase ? ['-rtc', `base=${this.options.rtcBase}`] : []),
     ];
     const pty = ptySpawn('qemu-system-aarch64', args, { cols: 200, rows: 50, env: process.env });
     this.#pty = pty;

@@ -17,6 +17,7 @@ import {
   type MemoryFacts,
   type MemoryReadingSource,
 } from './memory-sources.js';
+import { saveClockFloor } from '../clock-floor.js';
 import { Scheduler } from './scheduler.js';
 import { CertificateError, type TlsCertificates } from './tls.js';
 
@@ -168,6 +169,13 @@ const runtimePluginBody: FastifyPluginAsync<RuntimeDeps> = async (app, deps) => 
   });
 
   if (deps.tls) scheduleTls(app, deps.tls, scheduler);
+  const saveFloor = clockFloorSaver(app);
+  scheduler.add({
+    name: 'clock-floor',
+    periodMs: CLOCK_FLOOR_SAVE_MS,
+    overrun: 'skip',
+    run: saveFloor,
+  });
 
   app.addHook('onReady', async () => {
     await monitor.check();
@@ -175,11 +183,35 @@ const runtimePluginBody: FastifyPluginAsync<RuntimeDeps> = async (app, deps) => 
       app.log.error({ err: error }, 'memory pressure check failed'),
     );
   });
+  app.addHook('onReady', async () => saveFloor());
   app.addHook('onClose', async () => {
     monitor.stop();
     await scheduler.stop();
+    saveFloor();
   });
 };
+
+/** How often the clock floor follows the clock: a power cut loses at most this much. */
+const CLOCK_FLOOR_SAVE_MS = 3_600_000;
+
+/**
+ * Notes the time in the clock floor file; never throws (a read-only or full /data must not
+ * stop the server). A host without the file's folder is told once, at debug.
+ */
+function clockFloorSaver(app: FastifyInstance): () => void {
+  const path = app.config.boot.clockFloorFile;
+  let toldNoDirectory = false;
+  return () => {
+    try {
+      if (saveClockFloor(path) === 'no-directory' && !toldNoDirectory) {
+        toldNoDirectory = true;
+        app.log.debug(`clock floor: no folder for ${path}; the time is not noted`);
+      }
+    } catch (error) {
+      app.log.warn({ err: error }, `clock floor: cannot note the time in ${path}`);
+    }
+  };
+}
 
 /** Certificate reloads and ticket key rotation, as periodic tasks; the server's context is swapped in place. */
 function scheduleTls(app: FastifyInstance, tls: TlsCertificates, scheduler: Scheduler): void {
