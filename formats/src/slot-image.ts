@@ -85,6 +85,7 @@ export async function sha256OfFile(
   path: string,
   length?: number,
   onProgress?: (progress: SlotHashProgress) => void,
+  signal?: AbortSignal,
 ): Promise<string> {
   const handle = await open(path, 'r');
   try {
@@ -93,6 +94,7 @@ export async function sha256OfFile(
     const buffer = Buffer.allocUnsafe(READ_CHUNK);
     let done = 0;
     while (done < total) {
+      signal?.throwIfAborted();
       const want = Math.min(READ_CHUNK, total - done);
       const { bytesRead } = await handle.read(buffer, 0, want, done);
       if (bytesRead === 0) throw new Error(`${path} ended at byte ${done} of ${total}`);

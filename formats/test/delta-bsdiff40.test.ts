@@ -179,6 +179,26 @@ test('the generator finds a shifted copy: the delta is small', async (t) => {
   t.true(made.patchSize < 6_000, `patch is ${made.patchSize} bytes`);
 });
 
+test('an aborted signal stops the applier with its reason, not a DeltaError', async (t) => {
+  const { oldPath, patch } = await deltaOf('shifted by an insertion');
+  const controller = new AbortController();
+  const stopping = new Error('stopping');
+  let writes = 0;
+  await t.throwsAsync(
+    applyBsdiff40Delta({
+      oldPath,
+      patchPath: patch,
+      newPath: join(scratch(), 'out'),
+      signal: controller.signal,
+      onProgress: () => {
+        if (++writes === 1) controller.abort(stopping);
+      },
+    }),
+    { is: stopping },
+  );
+  t.is(writes, 1, 'no write after the abort');
+});
+
 test('the applier writes into an open file at an offset (a slot partition)', async (t) => {
   const { oldPath, neu, patch } = await deltaOf('shifted by an insertion');
   const device = join(scratch(), 'device');

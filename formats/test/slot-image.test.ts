@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hashSlotImage, slotImageLength } from '@edge/formats';
+import { hashSlotImage, sha256OfFile, slotImageLength } from '@edge/formats';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 const scratch = () => mkdtempSync(join(tmpdir(), 'slot-image-'));
@@ -47,4 +47,13 @@ test('a truncated ext4 image is refused, not hashed short', async (t) => {
 
 test('a missing slot names the path', async (t) => {
   await t.throwsAsync(hashSlotImage('/nonexistent/slot'), { code: 'ENOENT' });
+});
+
+test('hashing stops with the reason of an aborted signal', async (t) => {
+  const path = join(scratch(), 'file');
+  writeFileSync(path, randomBytes(1024));
+  const stopping = new Error('stopping');
+  await t.throwsAsync(sha256OfFile(path, undefined, undefined, AbortSignal.abort(stopping)), {
+    is: stopping,
+  });
 });

@@ -1,4 +1,5 @@
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname } from 'node:path';
 import { sha256OfFile, writeFileAtomic } from '@edge/formats';
 import type { TokenBucket } from './token-bucket.js';
@@ -67,15 +68,18 @@ export async function downloadResumable(options: DownloadOptions): Promise<void>
       await fetchRemainder(options);
       break;
     } catch (error) {
+      options.signal?.throwIfAborted();
       const retryable = !(error instanceof DownloadError) || error.code === 'INTERRUPTED';
-      if (!retryable || attempt >= attempts || options.signal?.aborted) throw error;
+      if (!retryable || attempt >= attempts) throw error;
       const delayMs = (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
       options.onRetry?.(error as Error, delayMs);
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await sleep(delayMs, undefined, { signal: options.signal }).catch(() =>
+        options.signal?.throwIfAborted(),
+      );
     }
   }
   const partial = partialPath(destination);
-  const actual = await sha256OfFile(partial);
+  const actual = await sha256OfFile(partial, undefined, undefined, options.signal);
   if (actual !== file.sha256) {
     await rm(partial, { force: true });
     await rm(metaPath(destination), { force: true });
@@ -107,7 +111,9 @@ async function fetchRemainder(options: DownloadOptions): Promise<void> {
   try {
     await fetchInto(options, offset, headers, signal, stall);
   } catch (error) {
-    if (options.signal?.aborted || (error instanceof DownloadError && !stall.fired)) throw error;
+    // Stopped by the caller: its reason, whatever fetch or the bucket made of the abort.
+    options.signal?.throwIfAborted();
+    if (error instanceof DownloadError && !stall.fired) throw error;
     const why = stall.fired ? stall.reason : (error as Error).message;
     throw new DownloadError('INTERRUPTED', `${file.url}: ${why}`);
   } finally {

@@ -33,6 +33,7 @@ export async function writeImageToSlot(options: {
   standbyPath: string;
   length: number;
   onProgress?: (progress: SlotWriteProgress) => void;
+  signal?: AbortSignal;
 }): Promise<void> {
   const { imagePath, standbyPath, length } = options;
   await checkCapacity(standbyPath, length);
@@ -42,6 +43,7 @@ export async function writeImageToSlot(options: {
     const buffer = Buffer.allocUnsafe(1 << 20);
     let done = 0;
     while (done < length) {
+      options.signal?.throwIfAborted();
       const { bytesRead } = await source.read(
         buffer,
         0,
@@ -70,6 +72,7 @@ export async function applyDeltaToSlot(options: {
   standbyPath: string;
   length: number;
   onProgress?: (progress: SlotWriteProgress) => void;
+  signal?: AbortSignal;
 }): Promise<void> {
   await checkCapacity(options.standbyPath, options.length);
   const target = await open(options.standbyPath, 'r+');
@@ -83,6 +86,7 @@ export async function applyDeltaToSlot(options: {
       newSize: options.length,
       sync: true,
       onProgress: options.onProgress,
+      signal: options.signal,
     });
   } catch (error) {
     throw explainSlotWriteError(error, options.standbyPath);
@@ -96,7 +100,7 @@ export async function slotMatches(
   standbyPath: string,
   length: number,
   sha256: string,
-  onProgress?: (progress: SlotWriteProgress) => void,
+  signal?: AbortSignal,
 ): Promise<boolean> {
-  return (await sha256OfFile(standbyPath, length, onProgress)) === sha256;
+  return (await sha256OfFile(standbyPath, length, undefined, signal)) === sha256;
 }

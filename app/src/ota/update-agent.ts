@@ -55,6 +55,14 @@ export class UpdateFailed extends Error {
   override name = 'UpdateFailed';
 }
 
+/** Why work in progress stopped: the edge server is stopping, not the update failing. */
+export class AgentStopping extends Error {
+  override name = 'AgentStopping';
+  constructor() {
+    super('the update agent is stopping');
+  }
+}
+
 /**
  * The update agent's workflow: check in, learn the release to run, refresh TUF metadata,
  * download the delta (or the image), write the standby slot, verify it, set the boot flags,
@@ -65,6 +73,8 @@ export class UpdateAgent {
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> | undefined;
   #stopped = false;
+  /** Aborted by stop(): a download, a slot write or a verification stops at its next chunk. */
+  readonly #stopping = new AbortController();
   #lastProgressReport = 0;
 
   constructor(private readonly deps: UpdateAgentDeps) {}
@@ -99,8 +109,13 @@ export class UpdateAgent {
     await this.deps.apps?.load();
   }
 
+  /**
+   * Stops at once: an update in progress stops where it is (its state is saved as it goes, so
+   * the next start resumes the download and redoes the slot write) and is not reported failed.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopping.abort(new AgentStopping());
     clearTimeout(this.#timer);
     await this.#busy;
   }
@@ -147,7 +162,14 @@ export class UpdateAgent {
       }
       if (booted.slot === slot && flags.committed === slot) {
         await this.#finish({ state: 'committed', targetVersion: pending.version });
-      } else if (booted.slot !== slot && flags.failedUpgrade === slot && !flags.trial) {
+      } else if (
+        booted.slot !== slot &&
+        flags.failedUpgrade === slot &&
+        !flags.trial &&
+        // Only an update that set the flags can have failed in the bootloader; one cut short
+        // before (a power cut, a stop) leaves an older fallback's failedUpgrade, not its own.
+        this.#state.status.state === 'rebooting'
+      ) {
         const reason = `slot ${slot} did not come up in ${flags.attemptLimit} attempts: the bootloader went back to slot ${booted.slot}`;
         this.#state.failedVersions = addOnce(this.#state.failedVersions, pending.version);
         await this.#finish({ state: 'rolled-back', targetVersion: pending.version, reason });
@@ -169,6 +191,13 @@ export class UpdateAgent {
         // Rebooting into the new slot: the app release waits for the next check-in there.
         return next;
       } catch (error) {
+        if (error instanceof AgentStopping) {
+          this.deps.log.info(
+            { version: desired.version, state: this.status.state },
+            'update paused: the agent is stopping; the next start resumes it',
+          );
+          return next;
+        }
         const reason = (error as Error).message;
         this.deps.log.error({ err: error, version: desired.version }, 'update failed');
         await this.#finish({ state: 'failed', targetVersion: desired.version, reason });
@@ -212,9 +241,10 @@ export class UpdateAgent {
       );
     }
     // Killed while verifying or setting the flags: a standby slot that verifies is not rewritten.
+    const signal = this.#stopping.signal;
     if (this.#wroteSlot(desired.version, standbySlot)) {
       await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
-      if (await slotMatches(standbyPath, image.length, image.sha256)) {
+      if (await slotMatches(standbyPath, image.length, image.sha256, signal)) {
         await this.#verified(standbyPath, image);
         await this.#rebootInto(desired.version, standbySlot);
         return;
@@ -249,6 +279,7 @@ export class UpdateAgent {
         destination: downloaded,
         bucket: deps.bucket,
         stallTimeoutMs: deps.downloadStallMs,
+        signal,
         onRetry: (error, delayMs) =>
           deps.log.warn({ reason: error.message, delayMs }, 'download interrupted: resuming'),
         onProgress: (progress) => this.#progress('downloading', desired.version, progress),
@@ -267,6 +298,7 @@ export class UpdateAgent {
           standbyPath,
           length: image.length,
           onProgress,
+          signal,
         });
       } else {
         await writeImageToSlot({
@@ -274,11 +306,12 @@ export class UpdateAgent {
           standbyPath,
           length: image.length,
           onProgress,
+          signal,
         });
       }
 
       await this.#setStatus({ state: 'verifying', targetVersion: desired.version });
-      if (!(await slotMatches(standbyPath, image.length, image.sha256))) {
+      if (!(await slotMatches(standbyPath, image.length, image.sha256, signal))) {
         throw new UpdateFailed(`the standby slot does not match the signed image ${image.name}`);
       }
       await this.#verified(standbyPath, image);

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AbStateStore, sha256OfFile } from '@edge/formats';
 import {
   bootAgent,
@@ -20,11 +22,15 @@ import { SlotHashRecords } from '../../src/slot-hash-records.js';
 const SLOT_BYTES = 16 * 1024 * 1024;
 
 /** A device that U-Boot boots from `slot`; the agent's health deadline is short. */
-function boot(device: FileDevice, slot: 'a' | 'b', options: { trial?: boolean } = {}) {
+function boot(
+  device: FileDevice,
+  slot: 'a' | 'b',
+  options: { trial?: boolean; env?: Record<string, string> } = {},
+) {
   return bootAgent(fleet, device, {
     slot,
     trial: options.trial,
-    env: { EDGE_OTA_HEALTH_DEADLINE_SECONDS: '10' },
+    env: { EDGE_OTA_HEALTH_DEADLINE_SECONDS: '10', ...options.env },
   });
 }
 
@@ -155,6 +161,49 @@ test.serial(
 
     // The next check-in takes the full image instead, and the update goes through.
     await agent.cycle();
+    t.true(existsSync(device.rebootMarker));
+    t.is(await sha256OfFile(device.slots.b, SLOT_BYTES), fleet.images['1.1.0']!.sha256);
+  },
+);
+
+test.serial(
+  'stopped mid-download, the agent stops at once and reports no failure; the next start resumes, past an older fallback',
+  async (t) => {
+    const device = await makeFileDevice(fleet);
+    // An earlier update into slot b fell back: the bootloader's failedUpgrade still names b.
+    await new AbStateStore(device.bootPartition).write({
+      committed: 'a',
+      attempts: 0,
+      attemptLimit: 3,
+      failedUpgrade: 'b',
+    });
+    const agent = await boot(device, 'a', {
+      env: {
+        EDGE_OTA_BANDWIDTH_BYTES_PER_SECOND: '2048',
+        EDGE_OTA_BANDWIDTH_BURST_BYTES: '2048',
+      },
+    });
+    await agent.start();
+    while (agent.status.state !== 'downloading') await sleep(20);
+    await sleep(300);
+    const stopping = performance.now();
+    await agent.stop();
+    t.true(performance.now() - stopping < 1000, 'the download stopped at once');
+    t.like(agent.status, { state: 'downloading', targetVersion: '1.1.0' });
+    const downloads = join(device.data, 'downloads');
+    t.true(
+      readdirSync(downloads).some((name) => name.endsWith('.part')),
+      'the partial is kept',
+    );
+    t.false(existsSync(device.rebootMarker));
+
+    // The next start: the older fallback is not taken for this update's; the download resumes.
+    const next = await boot(device, 'a');
+    await next.load();
+    await next.settleAfterBoot();
+    t.deepEqual(next.failedVersions, []);
+    t.like(next.status, { state: 'downloading', targetVersion: '1.1.0' });
+    await next.cycle();
     t.true(existsSync(device.rebootMarker));
     t.is(await sha256OfFile(device.slots.b, SLOT_BYTES), fleet.images['1.1.0']!.sha256);
   },

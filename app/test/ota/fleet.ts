@@ -322,7 +322,7 @@ export async function bootAgent(
     }),
     readiness: new Readiness(),
     log: silentLog,
-    bucket: bandwidthBucket(0, 1 << 20),
+    bucket: bandwidthBucket(config.ota.bandwidthBytesPerSecond, config.ota.bandwidthBurstBytes),
     activateApps,
   });
 }

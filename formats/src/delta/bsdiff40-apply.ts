@@ -31,6 +31,8 @@ export interface ApplyBsdiff40Options {
   /** fdatasync the new file before returning. */
   sync?: boolean;
   onProgress?: (progress: DeltaApplyProgress) => void;
+  /** Stops the apply (with the signal's reason) before its next write once aborted. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -110,6 +112,7 @@ async function patchInto(
   let oldPos = 0;
 
   const write = async (length: number): Promise<void> => {
+    options.signal?.throwIfAborted();
     let done = 0;
     while (done < length) {
       const { bytesWritten } = await output.write(
