@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, type SlotName } from '@edge/formats';
 import type { UpdateStatus } from './update-server-client.js';
+import type { UpdateRetry } from './update-retry.js';
 
 /** An update under way: what it installs where, kept on /data so a restart picks it up. */
 export interface PendingUpdate {
@@ -23,6 +24,8 @@ export interface OtaState {
   deltaRefusedVersions: string[];
   /** The last file the agent downloaded for an update: a delta or a full image. */
   lastDownload?: { target: string; bytes: number };
+  /** The last release that failed before its reboot, and when it may be tried again. */
+  retry?: UpdateRetry;
 }
 
 const INITIAL: OtaState = {

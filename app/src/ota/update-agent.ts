@@ -8,6 +8,7 @@ import type { Readiness } from '../readiness.js';
 import type { AppInstaller } from './app-installer.js';
 import type { OtaState, OtaStateFile, PendingUpdate } from './ota-state.js';
 import { DownloadError, downloadResumable, type DownloadProgress } from './resumable-download.js';
+import { afterFailure, waitsForRetry } from './update-retry.js';
 import { applyDeltaToSlot, slotMatches, writeImageToSlot } from './slot-writer.js';
 import type { TokenBucket } from './token-bucket.js';
 import type { SignedTarget, TufClient } from './tuf-client.js';
@@ -199,7 +200,11 @@ export class UpdateAgent {
           return next;
         }
         const reason = (error as Error).message;
-        this.deps.log.error({ err: error, version: desired.version }, 'update failed');
+        this.#state.retry = afterFailure(this.#state.retry, desired.version, next, new Date());
+        this.deps.log.error(
+          { err: error, version: desired.version, retryAfter: this.#state.retry.notBefore },
+          'update failed',
+        );
         await this.#finish({ state: 'failed', targetVersion: desired.version, reason });
         await this.#checkIn().catch(() => undefined);
       }
@@ -217,7 +222,10 @@ export class UpdateAgent {
   #wants(desired: DesiredRelease): boolean {
     const { release } = this.deps;
     if (desired.board !== release.board || desired.version === release.version) return false;
-    return !this.#state.failedVersions.includes(desired.version);
+    return (
+      !this.#state.failedVersions.includes(desired.version) &&
+      !waitsForRetry(this.#state.retry, desired.version, new Date())
+    );
   }
 
   /** Installs the desired release into the standby slot and reboots into it. */
@@ -340,6 +348,7 @@ export class UpdateAgent {
 
   /** Only with the standby slot verified do the boot flags change. */
   async #rebootInto(version: string, standbySlot: SlotName): Promise<void> {
+    this.#state.retry = undefined;
     await this.#setStatus({ state: 'rebooting', targetVersion: version });
     await this.deps.bootState.store.startTrial(standbySlot);
     await this.#checkIn().catch(() => undefined);

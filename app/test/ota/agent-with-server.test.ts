@@ -15,6 +15,7 @@ import {
 } from './fleet.js';
 import { seededBytes } from './seeded.js';
 import { SlotHashRecords } from '../../src/slot-hash-records.js';
+import { afterFailure, waitsForRetry, type UpdateRetry } from '../../src/ota/update-retry.js';
 
 // The update agent on file-backed slots against the real update server on 127.0.0.1, set up
 // and served by ota-server's own command line, run in this process (its binary has its own
@@ -208,3 +209,74 @@ test.serial(
     t.is(await sha256OfFile(device.slots.b, SLOT_BYTES), fleet.images['1.1.0']!.sha256);
   },
 );
+
+test.serial(
+  'a release that keeps failing waits before its next try, across a restart, then is tried again',
+  async (t) => {
+    const device = await makeFileDevice(fleet);
+    // The delta and the full image both broken on the server (the fleet is shared: mended after).
+    const releaseDir = join(fleet.repo, 'targets', 'qemu', '1.1.0');
+    const originals = new Map(
+      readdirSync(releaseDir).map((name) => [
+        join(releaseDir, name),
+        readFileSync(join(releaseDir, name)),
+      ]),
+    );
+    const mend = () => originals.forEach((bytes, path) => writeFileSync(path, bytes));
+    t.teardown(mend);
+    for (const [path, bytes] of originals) {
+      const broken = Buffer.from(bytes);
+      broken[broken.length - 100]! ^= 0x01;
+      writeFileSync(path, broken);
+    }
+    const statePath = join(device.data, 'ota-state.json');
+    const retry = () =>
+      (
+        JSON.parse(readFileSync(statePath, 'utf8')) as {
+          retry?: { version: string; failures: number; notBefore: string };
+        }
+      ).retry;
+
+    const agent = await boot(device, 'a');
+    await agent.cycle(); // the delta fails: tried again at the next check-in, as a full image
+    t.like(retry(), { version: '1.1.0', failures: 1 });
+    await agent.cycle(); // the full image fails too: the next try waits a check-in interval
+    t.like(agent.status, { state: 'failed', targetVersion: '1.1.0' });
+    t.like(retry(), { version: '1.1.0', failures: 2 });
+    t.true(Date.parse(retry()!.notBefore) > Date.now());
+
+    // Mended on the server, but this device waits its time, even after a restart.
+    mend();
+    const restarted = await boot(device, 'a');
+    await restarted.load();
+    await restarted.cycle();
+    t.false(existsSync(device.rebootMarker), 'not tried while it waits');
+    t.like(retry(), { failures: 2 });
+
+    // Its time has come: the update goes through and the record is gone.
+    const state = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(
+      statePath,
+      JSON.stringify({ ...state, retry: { ...retry(), notBefore: new Date(0).toISOString() } }),
+    );
+    const later = await boot(device, 'a');
+    await later.load();
+    await later.cycle();
+    t.true(existsSync(device.rebootMarker));
+    t.is(retry(), undefined);
+  },
+);
+
+test('the wait doubles with each consecutive failure of a release, up to 6 hours', (t) => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const waits: number[] = [];
+  let retry: UpdateRetry | undefined;
+  for (let failure = 1; failure <= 12; failure++) {
+    retry = afterFailure(retry, '1.1.0', 60, now);
+    waits.push((Date.parse(retry.notBefore) - now.getTime()) / 1000);
+  }
+  t.deepEqual(waits, [0, 60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600, 21600]);
+  t.true(waitsForRetry(retry, '1.1.0', now));
+  t.false(waitsForRetry(retry, '1.2.0', now), 'another release does not wait');
+  t.like(afterFailure(retry, '1.2.0', 60, now), { version: '1.2.0', failures: 1 });
+});
