@@ -46,6 +46,9 @@ async function main(): Promise<void> {
     log: app.log.child({ component: 'modules' }),
     uplink: createUplinkSender(config.ota),
     metricsRegistry: app.metricsRegistry,
+    scheduler: app.scheduler,
+    // Scheduled calls pause with the call route under memory pressure (load-shedding.ts).
+    shedding: () => app.memoryPressure.isHigh(),
   });
   void firmwareHash.done.then((result) => {
     if (result.state === 'known') app.log.info({ firmware: result }, 'firmware hash known');

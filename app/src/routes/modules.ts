@@ -8,6 +8,7 @@ import {
   ModuleNotFound,
   ModulesDisabled,
 } from '../sandbox/errors.js';
+import { ExportName } from '../sandbox/manifest.js';
 import type { ModuleRegistry } from '../sandbox/module-registry.js';
 import type { CallInput } from '../sandbox/protocol.js';
 
@@ -21,7 +22,7 @@ const CallParams = {
   type: 'object',
   properties: {
     name: NameParams.properties.name,
-    export: { type: 'string', minLength: 1, maxLength: 256 },
+    export: ExportName,
   },
   required: ['name', 'export'],
 } as const;

@@ -19,6 +19,8 @@ export interface PeriodicTask {
   /** catch-up runs at most this many missed runs back to back, and skips the rest. */
   maxCatchUp?: number;
   run(): void | Promise<void>;
+  /** Told of a failed run instead of the scheduler's onError (a module's schedule rate-limits its lines). */
+  onError?: (error: unknown) => void;
 }
 
 /** A task in a worker thread of its own, timed there: for periods the main loop cannot hold. */
@@ -100,8 +102,10 @@ export class Scheduler {
   /** Starts a task on the main thread; its first run is one period from now. */
   add(task: PeriodicTask): void {
     this.#claim(task.name, task.periodMs);
-    const runner = new MainThreadRunner(task, this.#clock, (error) =>
-      this.#onError(task.name, error),
+    const runner = new MainThreadRunner(
+      task,
+      this.#clock,
+      task.onError ?? ((error) => this.#onError(task.name, error)),
     );
     this.#tasks.set(task.name, { stats: () => runner.stats(), stop: async () => runner.stop() });
     runner.start();

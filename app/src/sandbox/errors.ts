@@ -49,6 +49,12 @@ export const ModuleUnloaded = createError<[string]>(
   'module %s was unloaded',
   503,
 );
+/** A scheduled call not made: memory is short (the call route answers 503 MEMORY_PRESSURE then). */
+export const ModuleCallShed = createError<[string]>(
+  'MEMORY_PRESSURE',
+  'memory is short: the scheduled call of %s is shed',
+  503,
+);
 export const ModulesDisabled = createError(
   'MODULES_DISABLED',
   'the module sandbox is not running',

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
+import type { OverrunPolicy } from '../runtime/scheduler.js';
 
 /** A module's manifest (manifest.json beside its .wasm); see /work/notes/wasm-abi.md. */
 export const ModuleName = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
@@ -15,6 +16,28 @@ export const ModuleQuotas = Type.Object(
   { additionalProperties: false, default: {} },
 );
 export type ModuleQuotas = Static<typeof ModuleQuotas>;
+
+/** An export name as the call route takes it (POST /api/v1/modules/:name/call/:export). */
+export const ExportName = Type.String({ minLength: 1, maxLength: 256 });
+
+/** A module cannot have the host call it more often than every 10 ms, nor less than once a day. */
+export const MIN_SCHEDULE_MS = 10;
+export const MAX_SCHEDULE_MS = 86_400_000;
+export const MAX_SCHEDULED_EXPORTS = 8;
+
+/** An export the host calls every `everyMs` (no arguments), as the call route would. */
+export const ScheduleEntry = Type.Object(
+  {
+    export: ExportName,
+    everyMs: Type.Integer({ minimum: MIN_SCHEDULE_MS, maximum: MAX_SCHEDULE_MS }),
+    // An enum, not a union of literals: ajv then names the values allowed.
+    overrun: Type.Unsafe<OverrunPolicy>(
+      Type.String({ enum: ['skip', 'catch-up'] satisfies OverrunPolicy[], default: 'skip' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ScheduleEntry = Static<typeof ScheduleEntry>;
 
 export const ModuleManifest = Type.Object(
   {
@@ -42,6 +65,7 @@ export const ModuleManifest = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     quotas: ModuleQuotas,
+    schedule: Type.Optional(Type.Array(ScheduleEntry, { maxItems: MAX_SCHEDULED_EXPORTS })),
   },
   { additionalProperties: false },
 );
@@ -68,8 +92,17 @@ export function parseManifest(input: unknown): ModuleManifest {
     const extra =
       error?.keyword === 'additionalProperties'
         ? ` (${(error.params as { additionalProperty: string }).additionalProperty})`
-        : '';
+        : error?.keyword === 'enum'
+          ? ` (${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')})`
+          : '';
     throw new ManifestError(`${where}: ${error?.message ?? 'is invalid'}${extra}`);
+  }
+  const scheduled = new Set<string>();
+  for (const [index, entry] of (manifest.schedule ?? []).entries()) {
+    if (scheduled.has(entry.export)) {
+      throw new ManifestError(`schedule.${index}: export ${entry.export} is scheduled twice`);
+    }
+    scheduled.add(entry.export);
   }
   const schema = manifest.capabilities.uplink?.schema;
   if (schema) {

@@ -70,6 +70,7 @@ export async function prepareModule(
   const memoryMaxBytes = checkMemory(inspection, manifest);
   checkTables(inspection);
   checkImports(inspection, manifest);
+  checkSchedule(inspection, manifest);
   let module = cache.get(manifest.sha256);
   if (!module) {
     try {
@@ -138,6 +139,23 @@ function checkTables(inspection: WasmInspection): void {
     ) {
       throw new ModuleRefused(
         `a table of ${table.min}..${table.max ?? 'unbounded'} elements: each table must declare a maximum of at most ${MAX_TABLE_ELEMENTS}`,
+      );
+    }
+  }
+}
+
+/** A scheduled export must be a function the host can call with no input. */
+function checkSchedule(inspection: WasmInspection, manifest: ModuleManifest): void {
+  for (const [index, entry] of (manifest.schedule ?? []).entries()) {
+    const where = `schedule.${index}: export ${JSON.stringify(entry.export)}`;
+    const kind = inspection.exports.get(entry.export);
+    if (kind === undefined) throw new ModuleRefused(`${where} is not exported by the module`);
+    const type = inspection.functions.get(entry.export);
+    if (kind !== 'function' || !type)
+      throw new ModuleRefused(`${where} is a ${kind}, not a function`);
+    if (type.params.length > 0) {
+      throw new ModuleRefused(
+        `${where} takes (${type.params.join(', ')}); a scheduled export is called with no arguments`,
       );
     }
   }

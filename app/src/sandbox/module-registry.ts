@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Registry } from 'prom-client';
+import { Scheduler } from '../runtime/scheduler.js';
 import { readAddressSpace, refuseWasmMemory, type AddressSpace } from './address-space.js';
 import { ModuleNotFound, ModuleRefusedError, NoRoomForModule } from './errors.js';
 import {
@@ -13,6 +14,7 @@ import {
 import { ModuleLogBudget } from './module-log-budget.js';
 import { ModuleMetrics } from './module-metrics.js';
 import { ModuleRefused, prepareModule, type SandboxLimits } from './module-package.js';
+import { ModuleSchedules } from './module-schedule.js';
 import type { CallInput } from './protocol.js';
 import type { UplinkSink } from './uplink-sender.js';
 import { parseManifest, type ModuleManifest, type ModuleQuotas } from './manifest.js';
@@ -55,6 +57,10 @@ export interface RegistryDeps {
   addressSpace?: () => AddressSpace | undefined;
   /** The server's metrics registry (/metrics), where the per-module metrics are added. */
   metricsRegistry?: Registry;
+  /** Runs the manifests' schedules: the server's (their jitter at /metrics), else one of its own. */
+  scheduler?: Scheduler;
+  /** Whether module calls are shed (memory pressure): a scheduled call is then not made. */
+  shedding?: () => boolean;
 }
 
 /**
@@ -70,6 +76,7 @@ export class ModuleRegistry {
   readonly #compiled = new Map<string, WebAssembly.Module>();
   readonly #changes = new Map<string, Promise<unknown>>();
   readonly #retiring = new Set<Promise<void>>();
+  readonly #schedules: ModuleSchedules;
   #closed = false;
 
   constructor(
@@ -83,6 +90,11 @@ export class ModuleRegistry {
       this.metrics.logDropped,
     );
     this.#moduleLog = moduleLog;
+    this.#schedules = new ModuleSchedules({
+      scheduler: deps.scheduler ?? new Scheduler(),
+      log: deps.log,
+      shedding: deps.shedding,
+    });
     if (deps.uplink) {
       deps.uplink.onOutcome = (module, outcome, reason) => {
         this.metrics.uplinks.inc({ module, outcome });
@@ -159,7 +171,10 @@ export class ModuleRegistry {
       });
       await instance.start();
       const previous = this.#modules.get(name);
+      // The old schedule stops before the swap: never two tasks for one export.
+      if (previous) await this.#schedules.remove(name);
       this.#modules.set(name, { instance, source });
+      this.#schedules.add(instance);
       if (previous) this.#retire(previous.instance);
       this.deps.log.info(
         {
@@ -167,6 +182,7 @@ export class ModuleRegistry {
           version: prepared.manifest.version,
           source,
           replaced: previous !== undefined,
+          ...(prepared.manifest.schedule ? { schedule: prepared.manifest.schedule } : {}),
         },
         previous ? 'module replaced' : 'module loaded',
       );
@@ -179,6 +195,7 @@ export class ModuleRegistry {
     return this.#serially(name, async () => {
       const entry = this.#modules.get(name);
       if (!entry) return false;
+      await this.#schedules.remove(name);
       this.#modules.delete(name);
       this.#retire(entry.instance);
       this.deps.log.info({ module: name }, 'module unloaded');
@@ -251,6 +268,7 @@ export class ModuleRegistry {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#changes.values()]);
+    await this.#schedules.removeAll();
     for (const [name, entry] of [...this.#modules]) {
       this.#modules.delete(name);
       this.#retire(entry.instance);
