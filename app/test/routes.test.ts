@@ -1,14 +1,24 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AbStateStore } from '@edge/formats';
+import { bootedSlotFromCmdline } from '../src/boot-state.js';
 import {
   FirmwareHash,
   rootDeviceFromCmdline,
   type FirmwareHashState,
 } from '../src/firmware-hash.js';
+import { SLOT_HASHES_FILE, SlotHashRecords } from '../src/slot-hash-records.js';
 import { testBootState, testServer } from './helpers.js';
+
+/** A test server closed when its test ends: its scheduler's timers would keep the process alive. */
+async function server(t: ExecutionContext, deps: Parameters<typeof testServer>[0]) {
+  const app = await testServer(deps);
+  t.teardown(() => app.close());
+  return app;
+}
 
 const fixedHash = (state: FirmwareHashState) => ({ current: state });
 const { bootState } = testBootState();
@@ -20,14 +30,14 @@ const known = fixedHash({
 });
 
 test('GET /healthz answers while the process lives', async (t) => {
-  const app = await testServer({ firmwareHash: known, bootState });
+  const app = await server(t, { firmwareHash: known, bootState });
   const response = await app.inject('/healthz');
   t.is(response.statusCode, 200);
   t.deepEqual(response.json(), { status: 'ok' });
 });
 
 test('GET /readyz is 503 until every condition is met, then 200', async (t) => {
-  const app = await testServer({ firmwareHash: known, bootState });
+  const app = await server(t, { firmwareHash: known, bootState });
   await app.ready();
   t.is((await app.inject('/readyz')).statusCode, 200);
   app.readiness.require('modules');
@@ -45,7 +55,7 @@ test('GET /api/v1/firmware/hash answers the SHA-256 of the slot file', async (t)
   writeFileSync(slot, data);
   const firmwareHash = new FirmwareHash(slot);
   await firmwareHash.done;
-  const app = await testServer({ firmwareHash, bootState });
+  const app = await server(t, { firmwareHash, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 200);
   t.deepEqual(response.json(), { hash: createHash('sha256').update(data).digest('hex') });
@@ -58,7 +68,7 @@ test('the firmware hash is 503 with progress while it is computed', async (t) =>
     bytesDone: 64 << 20,
     bytesTotal: 256 << 20,
   });
-  const app = await testServer({ firmwareHash: computing, bootState });
+  const app = await server(t, { firmwareHash: computing, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 503);
   t.is(response.headers['retry-after'], '2');
@@ -73,7 +83,7 @@ test('the firmware hash is 503 with the reason when the slot cannot be read', as
   const firmwareHash = new FirmwareHash('/nonexistent/slot.img');
   t.is(firmwareHash.current.state, 'computing');
   await firmwareHash.done;
-  const app = await testServer({ firmwareHash, bootState });
+  const app = await server(t, { firmwareHash, bootState });
   const response = await app.inject('/api/v1/firmware/hash');
   t.is(response.statusCode, 503);
   t.like(response.json(), {
@@ -97,7 +107,7 @@ test('"auto" finds the running slot in the kernel command line', async (t) => {
 });
 
 test('GET /metrics exposes process, event loop, GC and HTTP metrics', async (t) => {
-  const app = await testServer({ firmwareHash: known, bootState });
+  const app = await server(t, { firmwareHash: known, bootState });
   await app.inject('/healthz');
   await app.inject('/api/v1/firmware/hash');
   const response = await app.inject('/metrics');
@@ -120,8 +130,151 @@ test('GET /metrics exposes process, event loop, GC and HTTP metrics', async (t) 
 });
 
 test('an unknown route is a JSON 404', async (t) => {
-  const app = await testServer({ firmwareHash: known, bootState });
+  const app = await server(t, { firmwareHash: known, bootState });
   const response = await app.inject('/nope');
   t.is(response.statusCode, 404);
   t.like(response.json(), { statusCode: 404 });
+});
+
+// ---- the download limit ----
+
+test('the download limit changes at run time, from the device itself only', async (t) => {
+  const app = await server(t, {});
+  const status = await app.inject('/api/v1/ota/status');
+  t.like(status.json(), { enabled: false, bandwidth: { bytesPerSecond: 0 } });
+  const local = await app.inject({
+    method: 'PUT',
+    url: '/api/v1/ota/bandwidth',
+    payload: { bytesPerSecond: 250_000, burstBytes: 65_536 },
+  });
+  t.deepEqual(local.json(), { bytesPerSecond: 250_000, burstBytes: 65_536 });
+  t.is(app.downloadBucket.rate, 250_000);
+  const remote = await app.inject({
+    method: 'PUT',
+    url: '/api/v1/ota/bandwidth',
+    payload: { bytesPerSecond: 1 },
+    remoteAddress: '192.0.2.7',
+  });
+  t.is(remote.statusCode, 403);
+  t.is(app.downloadBucket.rate, 250_000);
+  const bad = await app.inject({
+    method: 'PUT',
+    url: '/api/v1/ota/bandwidth',
+    payload: { bytesPerSecond: -1 },
+  });
+  t.is(bad.statusCode, 400);
+});
+
+// ---- which slot booted, and the commit of a trial ----
+
+const hashFailed = { current: { state: 'failed' as const, slotPath: undefined, reason: 'n/a' } };
+
+test('the kernel command line says which slot booted and whether as a trial', (t) => {
+  t.deepEqual(bootedSlotFromCmdline('root=PARTUUID=x-03 edge.slot=b edge.trial=1'), {
+    slot: 'b',
+    trial: true,
+  });
+  t.deepEqual(bootedSlotFromCmdline('edge.slot=a edge.trial=0 quiet'), { slot: 'a', trial: false });
+  t.is(bootedSlotFromCmdline('edge.slot=c'), undefined);
+  t.is(bootedSlotFromCmdline('root=/dev/sda1'), undefined);
+});
+
+test('GET /api/v1/firmware/boot is 503 on a host not booted by the boot script', async (t) => {
+  const { bootState } = testBootState('root=/dev/sda1');
+  const app = await server(t, { firmwareHash: hashFailed, bootState });
+  const response = await app.inject('/api/v1/firmware/boot');
+  t.is(response.statusCode, 503);
+  t.like(response.json(), { code: 'BOOT_STATE_UNKNOWN' });
+});
+
+test('GET /api/v1/firmware/boot reports a failed upgrade after a fallback', async (t) => {
+  const { bootState, dir } = testBootState('edge.slot=a edge.trial=0');
+  await new AbStateStore(dir).write({
+    committed: 'a',
+    attempts: 0,
+    attemptLimit: 3,
+    failedUpgrade: 'b',
+  });
+  const app = await server(t, { firmwareHash: hashFailed, bootState });
+  const response = await app.inject('/api/v1/firmware/boot');
+  t.is(response.statusCode, 200);
+  t.deepEqual(response.json(), {
+    slot: 'a',
+    trialBoot: false,
+    committed: 'a',
+    trial: null,
+    attempts: 0,
+    attemptLimit: 3,
+    failedUpgrade: 'b',
+  });
+});
+
+test('a trial boot of the slot on trial commits it and marks the commit', async (t) => {
+  const { bootState, dir } = testBootState('edge.slot=b edge.trial=1');
+  const store = new AbStateStore(dir);
+  await store.write({ committed: 'a', attempts: 0, attemptLimit: 3 });
+  await store.startTrial('b');
+  t.is(await bootState.commitIfTrial(), 'committed');
+  t.deepEqual(await store.read(), {
+    committed: 'b',
+    trial: undefined,
+    attempts: 0,
+    attemptLimit: 3,
+    failedUpgrade: undefined,
+  });
+  t.is(readFileSync(join(dir, 'run', 'committed'), 'utf8'), 'b\n');
+});
+
+test('a normal boot commits nothing but still settles the watchdog', async (t) => {
+  const { bootState, dir } = testBootState('edge.slot=a edge.trial=0');
+  const store = new AbStateStore(dir);
+  await store.write({ committed: 'a', trial: 'b', attempts: 1, attemptLimit: 3 });
+  t.is(await bootState.commitIfTrial(), 'not a trial');
+  t.like(await store.read(), { committed: 'a', trial: 'b', attempts: 1 });
+  t.true(existsSync(join(dir, 'run', 'committed')));
+});
+
+// ---- the slot hashes recorded across boots ----
+
+function scratch(t: { teardown: (fn: () => void) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-slot-hashes-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const slot = join(dir, 'slot-b.img');
+  writeFileSync(slot, Buffer.alloc(256 * 1024, 7));
+  return { dir, slot, records: new SlotHashRecords(dir) };
+}
+
+test('a recorded slot is known again; forgetting it or changing its first bytes drops it', async (t) => {
+  const { dir, slot, records } = scratch(t);
+  const hash = { sha256: 'cd'.repeat(32), length: 256 * 1024 };
+  t.is(await records.lookup(slot), undefined);
+  await records.remember(slot, hash);
+  t.deepEqual(await new SlotHashRecords(dir).lookup(slot), hash);
+
+  // Written from outside the agent (its superblock changes): measured again.
+  writeFileSync(slot, Buffer.alloc(256 * 1024, 8));
+  t.is(await records.lookup(slot), undefined);
+
+  await records.remember(slot, hash);
+  await records.forget(slot);
+  t.is(await records.lookup(slot), undefined);
+});
+
+test('a garbled or torn record file means measuring again, never a wrong hash', async (t) => {
+  const { dir, slot, records } = scratch(t);
+  for (const text of ['', '{"', 'null', '[]']) {
+    writeFileSync(join(dir, SLOT_HASHES_FILE), text);
+    t.is(await records.lookup(slot), undefined, JSON.stringify(text));
+  }
+  await records.remember(slot, { sha256: 'ef'.repeat(32), length: 1 });
+  t.truthy(await records.lookup(slot), 'a garbled file is replaced');
+});
+
+test('the firmware hash is measured once, then taken from the record at the next boot', async (t) => {
+  const { dir, slot } = scratch(t);
+  const first = await new FirmwareHash(slot, { records: new SlotHashRecords(dir) }).done;
+  t.like(first, { state: 'known', length: 256 * 1024 });
+  t.false('recorded' in first);
+  const next = await new FirmwareHash(slot, { records: new SlotHashRecords(dir) }).done;
+  t.deepEqual(next, { ...first, recorded: true });
 });

@@ -1,4 +1,8 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { UbootEnvError, decodeUbootEnv, encodeUbootEnv, ubootEnvCrcIsValid } from '@edge/formats';
 
@@ -144,3 +148,201 @@ test('an entry with an empty name fails the whole block, as in U-Boot', (t) => {
   });
   t.is(error?.code, 'ENV_MALFORMED');
 });
+
+// Both stock tool sets against our codec: libubootenv's (Debian libubootenv-tool, what the
+// device and users have) and U-Boot's own tools/env (built by scripts/build-uboot-envtools.sh).
+
+const configTemplate = readFileSync(
+  new URL('../../bootloader/uboot-env/fw_env.config', import.meta.url),
+  'utf8',
+);
+const ubootToolsDir =
+  process.env.UBOOT_ENVTOOLS_DIR ??
+  join(
+    process.env.EDGE_CACHE ?? join(homedir(), '.cache', 'edge-firmware'),
+    'uboot-envtools',
+    'bin',
+  );
+
+interface Tools {
+  name: string;
+  printenv: (config: string, ...args: string[]) => Run;
+  setenv: (config: string, ...args: string[]) => Run;
+}
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[]): Run {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  if (result.error) throw result.error;
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const libubootenv: Tools = {
+  name: 'libubootenv',
+  printenv: (config, ...args) => run('/usr/bin/fw_printenv', ['-c', config, ...args]),
+  setenv: (config, ...args) => run('/usr/bin/fw_setenv', ['-c', config, ...args]),
+};
+
+function ubootEnvtools(dir: string): Tools {
+  // -l: its lock file goes beside the test's files, not in /var/lock.
+  const lockDir = mkdtempSync(join(tmpdir(), 'uboot-envtools-lock-'));
+  return {
+    name: 'U-Boot envtools',
+    printenv: (config, ...args) =>
+      run(join(dir, 'fw_printenv'), ['-l', lockDir, '-c', config, ...args]),
+    setenv: (config, ...args) =>
+      run(join(dir, 'fw_setenv'), ['-l', lockDir, '-c', config, ...args]),
+  };
+}
+
+/** An environment file and a config naming it, made from the shipped fw_env.config. */
+function envFile(bytes?: Buffer, sizeField?: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'uboot-env-tools-'));
+  const path = join(dir, 'abstate1.env');
+  if (bytes) writeFileSync(path, bytes);
+  let configText = configTemplate.replaceAll('/boot/', `${dir}/`);
+  if (sizeField) configText = configText.replace(/\t0x1000$/m, `\t${sizeField}`);
+  const config = join(dir, 'fw_env.config');
+  writeFileSync(config, configText);
+  return { path, config, read: () => readFileSync(path) };
+}
+
+const lines = (vars: Record<string, string>) =>
+  Object.keys(vars)
+    .sort()
+    .map((name) => `${name}=${vars[name]}\n`)
+    .join('');
+
+function toolTests(tools: Tools, register: typeof test | typeof test.skip) {
+  const named = (title: string, body: (t: ExecutionContext) => void) =>
+    register(`${tools.name}: ${title}`, body);
+
+  named('fw_printenv reads what we write, through the shipped fw_env.config', (t) => {
+    const vars = { ab_seq: '3', ab_slot: 'b', bootcmd: 'run a; run b', spaced: ' x  y ', utf: 'é' };
+    const file = envFile(encodeUbootEnv(vars, SIZE));
+    const printed = tools.printenv(file.config);
+    t.is(printed.status, 0, printed.stderr);
+    t.is(printed.stdout, lines(vars));
+    t.is(tools.printenv(file.config, '-n', 'ab_slot').stdout, 'b\n');
+  });
+
+  named('SIZE without 0x is read as hex too', (t) => {
+    const vars = { ab_seq: '1' };
+    const file = envFile(encodeUbootEnv(vars, SIZE), '1000');
+    const printed = tools.printenv(file.config);
+    t.is(printed.status, 0, printed.stderr);
+    t.is(printed.stdout, lines(vars));
+  });
+
+  named('we read what fw_setenv writes, and it keeps the block size', (t) => {
+    const file = envFile(encodeUbootEnv({ ab_seq: '1', keep: 'me' }, SIZE));
+    for (const [name, value] of [
+      ['zz', 'last'],
+      ['ab_slot', 'a'],
+      ['ab_seq', '2'],
+    ] as const) {
+      const set = tools.setenv(file.config, name, value);
+      t.is(set.status, 0, set.stderr);
+    }
+    const bytes = file.read();
+    t.is(bytes.length, SIZE);
+    t.deepEqual(decodeUbootEnv(bytes), { ab_seq: '2', ab_slot: 'a', keep: 'me', zz: 'last' });
+  });
+
+  named('a variable deleted with fw_setenv is gone for us too', (t) => {
+    const file = envFile(encodeUbootEnv({ a: '1', gone: 'x', z: '2' }, SIZE));
+    t.is(tools.setenv(file.config, 'gone').status, 0);
+    t.deepEqual(decodeUbootEnv(file.read()), { a: '1', z: '2' });
+  });
+
+  named('an empty value from fw_setenv reads as unset, as U-Boot import treats it', (t) => {
+    const file = envFile(encodeUbootEnv({ a: '1', empty: 'x' }, SIZE));
+    t.is(tools.setenv(file.config, 'empty', '').status, 0);
+    const bytes = file.read();
+    t.log(
+      `${tools.name} stores fw_setenv empty "" as`,
+      bytes.includes('empty=\0') ? '"empty=" (kept)' : 'a deletion',
+    );
+    t.deepEqual(decodeUbootEnv(bytes), { a: '1' });
+  });
+
+  named('a full environment: both sides read it, and fw_setenv cannot overfill it', (t) => {
+    const full = { ab_seq: '1', v: 'x'.repeat(SIZE - 4 - 1 - 'ab_seq=1\0'.length - 'v=\0'.length) };
+    const file = envFile(encodeUbootEnv(full, SIZE));
+    const printed = tools.printenv(file.config);
+    t.is(printed.status, 0, printed.stderr);
+    t.is(printed.stdout, lines(full));
+    const before = file.read();
+    const set = tools.setenv(file.config, 'more', 'y');
+    t.log(
+      `${tools.name} fw_setenv on a full environment: exit ${set.status}, ${set.stderr.trim()}`,
+    );
+    t.deepEqual(decodeUbootEnv(file.read()), full); // refused, or stored without the new variable
+    t.true(before.equals(file.read()) || set.status === 0);
+  });
+
+  named('a bad CRC: the tools do not show our variables and we refuse the copy', (t) => {
+    const bytes = encodeUbootEnv({ ab_seq: '5', ab_slot: 'b' }, SIZE);
+    bytes.writeUInt8(bytes.readUInt8(64) ^ 0xff, 64);
+    const file = envFile(bytes);
+    const printed = tools.printenv(file.config);
+    t.log(
+      `${tools.name} fw_printenv on a bad CRC: exit ${printed.status}, ${printed.stderr.trim()}`,
+    );
+    t.notRegex(printed.stdout, /ab_slot/);
+    t.regex(printed.stderr, /bad CRC|Cannot read environment/i);
+    t.is(
+      t.throws(() => decodeUbootEnv(file.read()), { instanceOf: UbootEnvError })?.code,
+      'ENV_BAD_CRC',
+    );
+  });
+}
+
+toolTests(libubootenv, test);
+
+test('mkenvimage (u-boot-tools, the image build): unsorted, 0x00 or 0xff padding; we read both', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'uboot-env-mkenvimage-'));
+  writeFileSync(join(dir, 'defaults'), 'ab_seq=1\nab_good=a\nab_tries=0\n');
+  for (const pad of [['-p', '0'], []]) {
+    const made = run('mkenvimage', [
+      ...pad,
+      '-s',
+      '0x1000',
+      '-o',
+      join(dir, 'abstate1.env'),
+      join(dir, 'defaults'),
+    ]);
+    t.is(made.status, 0, made.stderr);
+    const bytes = readFileSync(join(dir, 'abstate1.env'));
+    t.is(bytes[SIZE - 1], pad.length ? 0x00 : 0xff);
+    t.deepEqual(decodeUbootEnv(bytes), { ab_seq: '1', ab_good: 'a', ab_tries: '0' });
+  }
+});
+
+if (existsSync(join(ubootToolsDir, 'fw_printenv'))) {
+  const tools = ubootEnvtools(ubootToolsDir);
+  toolTests(tools, test);
+
+  test('U-Boot envtools: fw_setenv appends unsorted and leaves stale bytes; we decode and re-sort', (t) => {
+    const file = envFile(encodeUbootEnv({ a: '1', m: 'middle', z: '2' }, SIZE));
+    t.is(tools.setenv(file.config, 'b', 'new').status, 0);
+    t.is(tools.setenv(file.config, 'm').status, 0);
+    const data = file.read().subarray(4, 40).toString('latin1');
+    t.true(data.startsWith('a=1\0z=2\0b=new\0\0'), JSON.stringify(data));
+    t.true(data.slice(15).includes('b=new'), `stale bytes after the end: ${JSON.stringify(data)}`);
+    const vars = decodeUbootEnv(file.read());
+    t.deepEqual(vars, { a: '1', b: 'new', z: '2' });
+    t.deepEqual(decodeUbootEnv(encodeUbootEnv(vars, SIZE)), vars);
+  });
+} else {
+  const message = `U-Boot envtools not found in ${ubootToolsDir}: run scripts/build-uboot-envtools.sh to test against them`;
+  test('U-Boot envtools: tests skipped', (t) => {
+    t.log(message);
+    t.pass();
+  });
+  toolTests(ubootEnvtools(ubootToolsDir), test.skip);
+}

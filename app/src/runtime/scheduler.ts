@@ -51,7 +51,9 @@ export interface SchedulerClock {
 
 export const realClock: SchedulerClock = {
   now: () => performance.now(),
-  setTimer: (callback, delayMs) => setTimeout(callback, delayMs),
+  // Unref'd: a periodic task never keeps a process alive on its own (servers and tests end
+  // when their real work does), as the worker tasks' threads do not.
+  setTimer: (callback, delayMs) => setTimeout(callback, delayMs).unref(),
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 

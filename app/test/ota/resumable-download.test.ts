@@ -5,6 +5,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHUNK, DownloadError, downloadResumable } from '../../src/ota/resumable-download.js';
+import { ServerClock } from '../../src/ota/server-clock.js';
 import { TokenBucket } from '../../src/ota/token-bucket.js';
 import { startRangeServer } from './range-server.js';
 import { seededRandom } from './seeded.js';
@@ -232,4 +233,98 @@ test('the token bucket limits the download rate', async (t) => {
   });
   // 256 KiB at 1 MiB/s with a 64 KiB burst: about 190 ms at least.
   t.true(performance.now() - started >= 180);
+});
+
+// ---- the token bucket that limits the download rate ----
+
+function clock() {
+  let now = 0;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+test('a burst goes at once, then bytes wait for the rate', (t) => {
+  const time = clock();
+  const bucket = new TokenBucket(1000, 500, time.now);
+  t.is(bucket.reserve(500), 0);
+  t.is(bucket.reserve(250), 250);
+  time.advance(250);
+  t.is(bucket.reserve(0), 0);
+  t.is(bucket.reserve(1000), 1000);
+});
+
+test('saved tokens never exceed the burst', (t) => {
+  const time = clock();
+  const bucket = new TokenBucket(1000, 100, time.now);
+  bucket.reserve(100);
+  time.advance(60_000);
+  t.is(bucket.reserve(100), 0);
+  t.is(bucket.reserve(100), 100);
+});
+
+test('the limit changes while running', (t) => {
+  const time = clock();
+  const bucket = new TokenBucket(1000, 1000, time.now);
+  bucket.reserve(1000);
+  bucket.setLimit(10_000);
+  t.is(bucket.reserve(1000), 100);
+  bucket.setLimit(100, 10);
+  time.advance(1000);
+  t.is(bucket.burst, 10);
+  t.is(bucket.reserve(10), 0);
+});
+
+test('no limit: Infinity never waits', (t) => {
+  const bucket = new TokenBucket(Infinity, 1);
+  t.is(bucket.reserve(1e12), 0);
+});
+
+test('a rate that is not positive is refused', (t) => {
+  t.throws(() => new TokenBucket(0, 1), { instanceOf: RangeError });
+  t.throws(() => new TokenBucket(1, -1), { instanceOf: RangeError });
+});
+
+test('take waits in real time, and an abort stops the wait', async (t) => {
+  const bucket = new TokenBucket(10_000, 1);
+  const started = performance.now();
+  await bucket.take(500);
+  t.true(performance.now() - started >= 45);
+  const controller = new AbortController();
+  const waiting = bucket.take(100_000, controller.signal);
+  controller.abort(new Error('stopped'));
+  await t.throwsAsync(waiting, { message: 'stopped' });
+});
+
+test('a limit set after running unlimited applies', (t) => {
+  const time = clock();
+  const bucket = new TokenBucket(Infinity, 1000, time.now);
+  t.is(bucket.reserve(10), 0);
+  bucket.setLimit(100);
+  time.advance(1);
+  t.is(bucket.reserve(5000), 40_000);
+});
+
+// ---- the server's clock, from the Date of its answers ----
+
+const at = (iso: string) => Date.parse(iso);
+
+test('the clock follows the server by the Date of its answers', (t) => {
+  let local = at('1970-01-01T00:00:10Z');
+  const clock = new ServerClock(() => local);
+  t.is(clock.now().getTime(), local, 'no answer yet: our own time');
+  // Sent at 10.0 s, answered at 10.4 s; the server said 12:00:00 (so 12:00:00.0 to .999).
+  clock.observe('Sun, 29 Nov 2026 12:00:00 GMT', local, local + 400);
+  local += 400;
+  const now = clock.now().getTime();
+  t.true(Math.abs(now - at('2026-11-29T12:00:00.700Z')) <= 500, new Date(now).toISOString());
+  local += 60_000;
+  t.true(Math.abs(clock.now().getTime() - at('2026-11-29T12:01:00.700Z')) <= 500);
+});
+
+test('an answer without a usable Date changes nothing', (t) => {
+  const clock = new ServerClock(() => 1000);
+  clock.observe('Sun, 29 Nov 2026 12:00:00 GMT', 1000, 1000);
+  const offset = clock.offsetMs;
+  for (const header of [null, '', 'yesterday', 'Sun, 99 Foo 2026 99:99:99 GMT'])
+    clock.observe(header, 1000, 1000);
+  t.is(clock.offsetMs, offset);
 });

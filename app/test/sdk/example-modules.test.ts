@@ -1,16 +1,30 @@
 import test from 'ava';
 import { EdgeError } from '../../src/sandbox/wasm-abi.js';
-import { RecordingHost, buildExample, checkBuiltModule, type BuiltExample } from './module-host.js';
+import {
+  RecordingHost,
+  buildExample,
+  checkBuiltModule,
+  type BuiltExample,
+  type SensorValue,
+} from './module-host.js';
 
-let built: BuiltExample;
+// The example modules (app/modules/*) as built, run against a host that records their calls.
+
+let logFilter: BuiltExample;
+let sampler: BuiltExample;
 
 test.before(async () => {
-  built = await buildExample('log-filter');
+  [logFilter, sampler] = await Promise.all([
+    buildExample('log-filter'),
+    buildExample('sensor-sampler'),
+  ]);
 });
 
+// ---- log-filter ----
+
 async function filterer() {
-  const host = new RecordingHost(built.manifest);
-  const instance = await host.instantiate(built.module);
+  const host = new RecordingHost(logFilter.manifest);
+  const instance = await host.instantiate(logFilter.module);
   const exports = instance.exports as Record<string, (...args: number[]) => number>;
   return {
     host,
@@ -33,8 +47,8 @@ const LOG = [
 ].join('\n');
 
 test('the binary imports only edge_log, bounds its memory and matches its manifest', async (t) => {
-  await checkBuiltModule(t, built, 'log-filter', ['edge_log']);
-  const exported = WebAssembly.Module.exports(built.module).map((entry) => entry.name);
+  await checkBuiltModule(t, logFilter, 'log-filter', ['edge_log']);
+  const exported = WebAssembly.Module.exports(logFilter.module).map((entry) => entry.name);
   t.true(
     ['edge_alloc', 'filter', 'set_pattern', 'set_min_level'].every((name) =>
       exported.includes(name),
@@ -122,8 +136,8 @@ test('many calls with input stay within the memory maximum (input buffers are fr
 });
 
 test('a failed check traps with an abort message in the log; running out of memory traps', async (t) => {
-  const host = new RecordingHost(built.manifest);
-  const instance = await host.instantiate(built.module);
+  const host = new RecordingHost(logFilter.manifest);
+  const instance = await host.instantiate(logFilter.module);
   const edgeAlloc = instance.exports.edge_alloc as (len: number) => number;
   t.throws(() => edgeAlloc(0x7fffffff), { instanceOf: WebAssembly.RuntimeError });
   t.is(host.logs.length, 1);
@@ -131,4 +145,69 @@ test('a failed check traps with an abort message in the log; running out of memo
   t.regex(host.logs[0]!.text, /^abort: Invalid length at ~lib\/arraybuffer\.ts:\d+:\d+$/);
   // Within the length check but past the memory maximum: the allocator traps (no message).
   t.throws(() => edgeAlloc(4 << 20), { instanceOf: WebAssembly.RuntimeError });
+});
+
+// ---- sensor-sampler ----
+
+const SENSOR = '/sys/class/hwmon/hwmon0/temp1_input';
+
+async function sampleWith(value: SensorValue) {
+  const host = new RecordingHost(sampler.manifest, { [SENSOR]: value });
+  const instance = await host.instantiate(sampler.module);
+  const result = (instance.exports.sample as () => number)();
+  return { host, result, instance };
+}
+
+test('the binary imports only the ABI host functions, bounds its memory and matches its manifest', async (t) => {
+  await checkBuiltModule(t, sampler, 'sensor-sampler', ['edge_log', 'get_sensor', 'post_uplink']);
+  t.deepEqual(sampler.manifest.capabilities.sensors, [SENSOR]);
+});
+
+test('uplinks the temperature read from the sensor', async (t) => {
+  const { host, result } = await sampleWith('42123\n');
+  t.is(result, 0);
+  t.deepEqual(host.sensorReads, [SENSOR]);
+  t.deepEqual(host.uplinks, ['{"sensor":"hwmon0/temp1","milliCelsius":42123}']);
+  t.deepEqual(host.logs, [
+    { level: 0, text: 'uplinked {"sensor":"hwmon0/temp1","milliCelsius":42123}' },
+  ]);
+});
+
+test('a temperature below zero is uplinked as a negative number', async (t) => {
+  const { host, result } = await sampleWith('-5250\n');
+  t.is(result, 0);
+  t.deepEqual(host.uplinks, ['{"sensor":"hwmon0/temp1","milliCelsius":-5250}']);
+});
+
+test('an error from get_sensor is logged and returned, and nothing is uplinked', async (t) => {
+  for (const [code, name] of [
+    [EdgeError.EIO, 'EDGE_EIO'],
+    [EdgeError.EDENIED, 'EDGE_EDENIED'],
+  ] as const) {
+    const { host, result } = await sampleWith(code);
+    t.is(result, code);
+    t.deepEqual(host.uplinks, []);
+    t.deepEqual(host.logs, [{ level: 3, text: `cannot read ${SENSOR}: ${name}` }]);
+  }
+});
+
+test('a sensor value that is not a number is logged and refused', async (t) => {
+  const { host, result } = await sampleWith('n/a\n');
+  t.is(result, EdgeError.EINVAL);
+  t.deepEqual(host.uplinks, []);
+  t.deepEqual(host.logs, [{ level: 3, text: `${SENSOR} is not a number: n/a` }]);
+});
+
+test('an uplink the schema refuses is logged and its error returned', async (t) => {
+  const { host, result } = await sampleWith('2000000\n'); // over the schema's maximum
+  t.is(result, EdgeError.ESCHEMA);
+  t.deepEqual(host.uplinks, []);
+  t.deepEqual(host.logs, [{ level: 3, text: 'uplink refused: EDGE_ESCHEMA' }]);
+});
+
+test('sampling for a long time stays within the memory maximum (the GC frees each call)', async (t) => {
+  const { host, instance } = await sampleWith('42123\n');
+  const sample = instance.exports.sample as () => number;
+  for (let i = 0; i < 5000; i++) sample();
+  t.is(host.uplinks.length, 5001);
 });
