@@ -16,6 +16,7 @@ import type { ModuleMetrics } from './module-metrics.js';
 import type { PreparedModule, SandboxLimits } from './module-package.js';
 import type { CallMessage } from './module-worker.js';
 import type { CallInput, FromWorker, HostStats, WorkerInit } from './protocol.js';
+import { threadCpuMs } from './thread-cpu.js';
 import type { UplinkSink } from './uplink-sender.js';
 import { ALLOC_EXPORT } from './wasm-abi.js';
 import type { WorkerSources } from './worker-source.js';
@@ -44,8 +45,26 @@ export type InstanceState = 'starting' | 'running' | 'restarting' | 'failed' | '
 
 export interface CallResult {
   value: number | string | null;
-  /** Time the call ran in the worker. */
+  /** CPU time of the worker's thread during the call (wall time where /proc cannot tell). */
   cpuMs: number;
+}
+
+interface Spawned {
+  worker: Worker;
+  /** The worker's kernel thread id, when its CPU time can be read; else undefined. */
+  tid: number | undefined;
+  /** Its CPU time once ready, when `tid` is known. */
+  threadCpuMs: number | undefined;
+}
+
+interface CurrentCall {
+  job: Job;
+  id: number;
+  timer: NodeJS.Timeout;
+  /** performance.now() when the call was posted. */
+  postedAt: number;
+  /** The worker thread's CPU time then, or undefined: the watchdog counts wall time instead. */
+  cpuAtPost: number | undefined;
 }
 
 interface Job {
@@ -63,10 +82,27 @@ const START_ALLOWANCE_MS = 5_000;
 const MAX_BACKOFF_MS = 30_000;
 const NUMERIC = new Set(['i32', 'i64', 'f32', 'f64']);
 
+/** The CPU a call may use: its quota, and a little for messaging and GC in the worker. */
+export function cpuBudgetMs(quota: number): number {
+  return quota + Math.max(20, quota / 5);
+}
+
+/**
+ * The wall time after which a call is ended whatever CPU it used: a call that does not finish
+ * yet uses no CPU (its thread starved, or blocked in the kernel) would hold the module forever.
+ * Ten times the quota lets a call that uses its whole quota finish on a tenth of a core; the
+ * second on top covers small quotas, where a stall of the whole device (the update agent
+ * writing a slot to the SD card) is longer than the call.
+ */
+export function wallBackstopMs(quota: number): number {
+  return 10 * quota + 1000;
+}
+
 /**
  * The server's side of one module: its worker, the calls queued for it (one runs at a time),
- * the watchdog that terminates a worker running over its CPU quota, and restarts with backoff
- * until the module is marked failed after `maxFailures` failures in a row.
+ * the watchdog that terminates a worker using more CPU than its quota in a call (or stuck in a
+ * call far longer in wall time), and restarts with backoff until the module is marked failed
+ * after `maxFailures` failures in a row.
  */
 export class ModuleInstance {
   state: InstanceState = 'starting';
@@ -75,9 +111,12 @@ export class ModuleInstance {
   memoryBytes = 0;
   readonly startedAt = new Date();
   #worker: Worker | undefined;
+  #tid: number | undefined;
+  /** The worker thread's CPU time when it last went idle, by its own exact reading. */
+  #idleCpuMs: number | undefined;
   #failures = 0;
   #queue: Job[] = [];
-  #current: { job: Job; id: number; timer: NodeJS.Timeout } | undefined;
+  #current: CurrentCall | undefined;
   #nextId = 1;
   #restartTimer: NodeJS.Timeout | undefined;
   #drained: (() => void) | undefined;
@@ -96,10 +135,19 @@ export class ModuleInstance {
     return this.#queue.length + (this.#current ? 1 : 0);
   }
 
+  /** The kernel thread id of the running worker (ps -L, /proc/self/task/<tid>), if known. */
+  get threadId(): number | undefined {
+    return this.#worker ? this.#tid : undefined;
+  }
+
   /** Starts the first worker; throws (MODULE_START_FAILED, MODULE_NO_ROOM) when it does not come up. */
   async start(): Promise<void> {
     try {
-      this.#worker = await this.#spawn();
+      ({
+        worker: this.#worker,
+        tid: this.#tid,
+        threadCpuMs: this.#idleCpuMs,
+      } = await this.#spawn());
       this.state = 'running';
     } catch (error) {
       this.state = 'stopped';
@@ -139,7 +187,7 @@ export class ModuleInstance {
     await worker?.terminate();
   }
 
-  #spawn(): Promise<Worker> {
+  #spawn(): Promise<Spawned> {
     const refusal = this.deps.admit();
     if (refusal) return Promise.reject(new NoRoomForModule(refusal));
     const { manifest, module } = this.prepared;
@@ -181,7 +229,7 @@ export class ModuleInstance {
         worker.on('error', (error) => this.#onWorkerGone(worker, error.message));
         worker.on('exit', (code) => this.#onWorkerGone(worker, `the worker exited with ${code}`));
         this.#account(message.memoryBytes, message.stats, 0);
-        resolve(worker);
+        resolve({ worker, tid: message.tid, threadCpuMs: message.threadCpuMs });
       };
       const settle = () => {
         clearTimeout(timer);
@@ -210,10 +258,12 @@ export class ModuleInstance {
       return;
     }
     const id = this.#nextId++;
-    const quota = this.prepared.manifest.quotas.cpuMsPerCall;
-    // The worker measures the call; the watchdog allows a little for messaging and GC.
-    const timer = setTimeout(() => this.#onWatchdog(), quota + Math.max(20, quota / 5));
-    this.#current = { job, id, timer };
+    const budget = cpuBudgetMs(this.prepared.manifest.quotas.cpuMsPerCall);
+    // A thread uses no more CPU than wall time: the budget in wall time is the first check.
+    const timer = setTimeout(() => this.#onWatchdog(), budget);
+    // Not read here (a /proc read on the main thread per call): the worker sent it when idle.
+    const cpuAtPost = this.#tid === undefined ? undefined : this.#idleCpuMs;
+    this.#current = { job, id, timer, postedAt: performance.now(), cpuAtPost };
     const message: CallMessage = {
       type: 'call',
       id,
@@ -241,6 +291,7 @@ export class ModuleInstance {
         if (worker !== this.#worker || !current || current.id !== message.id) return;
         clearTimeout(current.timer);
         this.#current = undefined;
+        this.#idleCpuMs = message.threadCpuMs;
         this.#account(message.memoryBytes, message.stats, message.cpuMs);
         const { metrics } = this.deps;
         metrics.calls.inc({ module: name });
@@ -276,17 +327,50 @@ export class ModuleInstance {
       metrics.quotaRefusals.inc({ ...labels, quota: 'io_bytes' }, stats.refusedBytes);
   }
 
+  /**
+   * Ends the call when its thread has used its CPU budget, or when it has run past the wall-time
+   * backstop; else looks again when the rest of the budget could at the soonest be used up.
+   * Without the thread's CPU time (no /proc), the budget is counted in wall time.
+   */
   #onWatchdog(): void {
     const current = this.#current;
     if (!current) return;
-    this.#current = undefined;
     const quota = this.prepared.manifest.quotas.cpuMsPerCall;
+    const cpuNow = this.#tid === undefined ? undefined : threadCpuMs(this.#tid);
+    if (current.cpuAtPost !== undefined && cpuNow !== undefined) {
+      const used = cpuNow - current.cpuAtPost;
+      const left = cpuBudgetMs(quota) - used;
+      if (left > 0) {
+        const wallMs = performance.now() - current.postedAt;
+        const backstop = wallBackstopMs(quota);
+        if (wallMs >= backstop) return this.#onStuck(current, wallMs, used);
+        // At least a millisecond: the figure of a running thread moves at each scheduler tick.
+        const wait = Math.max(1, Math.min(left, backstop - wallMs));
+        current.timer = setTimeout(() => this.#onWatchdog(), wait);
+        return;
+      }
+    }
+    this.#current = undefined;
     this.deps.metrics.calls.inc({ module: this.name });
     this.deps.metrics.quotaRefusals.inc({ module: this.name, quota: 'cpu' });
     this.deps.metrics.errors.inc({ module: this.name, kind: 'cpu_quota' });
     this.deps.metrics.cpuSeconds.inc({ module: this.name }, quota / 1000);
     current.job.reject(new CpuQuotaExceeded(this.name, quota));
     this.#fail(`a call of ${current.job.exportName} ran over ${quota} ms`);
+  }
+
+  /** A call that does not finish though it does not use its CPU: the worker is ended all the same. */
+  #onStuck(current: CurrentCall, wallMs: number, cpuMs: number): void {
+    this.#current = undefined;
+    const { metrics } = this.deps;
+    metrics.calls.inc({ module: this.name });
+    metrics.errors.inc({ module: this.name, kind: 'stuck' });
+    if (cpuMs > 0) metrics.cpuSeconds.inc({ module: this.name }, cpuMs / 1000);
+    const reason =
+      `a call of ${current.job.exportName} was stuck for ${Math.round(wallMs)} ms of wall time ` +
+      `(${Math.round(cpuMs)} ms of CPU)`;
+    current.job.reject(new ModuleCrashed(this.name, reason));
+    this.#fail(reason);
   }
 
   #onWorkerGone(worker: Worker, reason: string): void {
@@ -305,6 +389,7 @@ export class ModuleInstance {
   #fail(reason: string): void {
     const worker = this.#worker;
     this.#worker = undefined;
+    this.#tid = this.#idleCpuMs = undefined;
     // Set first: the exit of the worker terminated here is not a second failure.
     if (worker) void worker.terminate();
     this.#failures++;
@@ -329,12 +414,14 @@ export class ModuleInstance {
   async #restart(): Promise<void> {
     if (this.state !== 'restarting') return;
     try {
-      const worker = await this.#spawn();
+      const { worker, tid, threadCpuMs: idleCpuMs } = await this.#spawn();
       if (this.state !== 'restarting') {
         await worker.terminate();
         return;
       }
       this.#worker = worker;
+      this.#tid = tid;
+      this.#idleCpuMs = idleCpuMs;
       this.state = 'running';
       this.restarts++;
       this.deps.metrics.restarts.inc({ module: this.name });

@@ -10,7 +10,7 @@ export class ModuleMetrics {
   });
   readonly errors = new Counter({
     name: 'edge_module_call_errors_total',
-    help: 'Calls that did not return a value, by kind (trap, cpu_quota, crash, bad_call, busy, failed)',
+    help: 'Calls that did not return a value, by kind (trap, cpu_quota, stuck, crash, bad_call, busy, failed)',
     labelNames: ['module', 'kind'] as const,
     registers: [],
   });
@@ -22,7 +22,7 @@ export class ModuleMetrics {
   });
   readonly cpuSeconds = new Counter({
     name: 'edge_module_cpu_seconds_total',
-    help: 'Time spent running module code in its worker',
+    help: 'CPU time of module calls in their worker threads (wall time where /proc cannot tell)',
     labelNames: ['module'] as const,
     registers: [],
   });

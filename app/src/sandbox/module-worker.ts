@@ -3,6 +3,7 @@ import { runInThisContext } from 'node:vm';
 import { Ajv } from 'ajv';
 import { HostFunctions } from './host-functions.js';
 import type { CallOutcome, FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import { currentThreadId, ownThreadCpuClock } from './thread-cpu.js';
 import {
   ALLOC_EXPORT,
   HOST_MODULE,
@@ -118,18 +119,30 @@ async function start(init: WorkerInit): Promise<void> {
   if (typeof exports._initialize === 'function') (exports._initialize as () => void)();
   if (typeof exports[INIT_EXPORT] === 'function') (exports[INIT_EXPORT] as () => void)();
   flushWasiOutput();
-  send({ type: 'ready', memoryBytes: memory.buffer.byteLength, stats: host.takeStats() });
+  // Calls are charged this thread's CPU time. The server's watchdog reads it by thread id, from
+  // the figure sent when the thread went idle (the thread uses next to none until the next call).
+  const cpuClock = ownThreadCpuClock();
+  const tid = cpuClock ? currentThreadId() : undefined;
+  const clock = cpuClock && tid !== undefined ? cpuClock : () => performance.now();
+  send({
+    type: 'ready',
+    memoryBytes: memory.buffer.byteLength,
+    stats: host.takeStats(),
+    tid,
+    threadCpuMs: tid === undefined ? undefined : clock(),
+  });
 
   port.on('message', (message: CallMessage) => {
-    const started = performance.now();
+    const started = clock();
     const outcome = runCall(exports, memory, message);
-    const cpuMs = performance.now() - started;
+    const ended = clock();
     flushWasiOutput();
     send({
       type: 'result',
       id: message.id,
       outcome,
-      cpuMs,
+      cpuMs: ended - started,
+      threadCpuMs: tid === undefined ? undefined : ended,
       memoryBytes: memory.buffer.byteLength,
       stats: host.takeStats(),
     });

@@ -43,7 +43,15 @@ export type CallOutcome =
   | { ok: false; kind: 'trap' | 'bad-call'; message: string };
 
 export type FromWorker =
-  | { type: 'ready'; memoryBytes: number; stats: HostStats }
+  | {
+      type: 'ready';
+      memoryBytes: number;
+      stats: HostStats;
+      /** The worker's kernel thread id when its CPU time can be read (thread-cpu.ts), else undefined. */
+      tid: number | undefined;
+      /** The thread's CPU time so far (ms), when `tid` is known: the watchdog counts from it. */
+      threadCpuMs: number | undefined;
+    }
   | { type: 'start-failed'; message: string }
   /** The worker must end (its WASI file system went over its quota): the server terminates it. */
   | { type: 'stopped'; message: string }
@@ -51,7 +59,10 @@ export type FromWorker =
       type: 'result';
       id: number;
       outcome: CallOutcome;
+      /** CPU time of the worker's thread during the call (wall time where /proc cannot tell). */
       cpuMs: number;
+      /** The thread's CPU time at the end of the call (ms), when its thread id is known. */
+      threadCpuMs: number | undefined;
       memoryBytes: number;
       stats: HostStats;
     }
