@@ -6,43 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { JitterHistogram } from '../../src/runtime/jitter-histogram.js';
-import {
-  Scheduler,
-  type SchedulerClock,
-  type WorkerPriority,
-} from '../../src/runtime/scheduler.js';
+import { Scheduler, type WorkerPriority } from '../../src/runtime/scheduler.js';
+import { FakeClock } from './fake-clock.js';
 import { runtimeTestServer } from './runtime-helpers.js';
-
-/** A clock that moves only when told; each timer fires `latenessMs` after it is due. */
-class FakeClock implements SchedulerClock {
-  time = 0;
-  latenessMs = 0;
-  #timers: { due: number; callback: () => void }[] = [];
-
-  now = () => this.time;
-  setTimer = (callback: () => void, delayMs: number) => {
-    const timer = { due: this.time + delayMs, callback };
-    this.#timers.push(timer);
-    return timer;
-  };
-  clearTimer = (handle: unknown) => {
-    this.#timers = this.#timers.filter((timer) => timer !== handle);
-  };
-
-  /** Fires due timers in order until `until`, letting their async runs settle. */
-  async advanceTo(until: number): Promise<void> {
-    for (;;) {
-      this.#timers.sort((a, b) => a.due - b.due);
-      const next = this.#timers[0];
-      if (!next || next.due + this.latenessMs > until) break;
-      this.#timers.shift();
-      this.time = Math.max(this.time, next.due + this.latenessMs);
-      next.callback();
-      for (let i = 0; i < 5; i++) await Promise.resolve();
-    }
-    this.time = until;
-  }
-}
 
 test('a period longer than setTimeout can wait (720 h) does not run at once', async (t) => {
   const scheduler = new Scheduler();

@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Scheduler, type SchedulerClock, type TaskStats } from '../../src/runtime/scheduler.js';
+import { Scheduler, type TaskStats } from '../../src/runtime/scheduler.js';
 import { ModuleTrap } from '../../src/sandbox/errors.js';
 import { parseManifest } from '../../src/sandbox/manifest.js';
 import type { ModuleInstance } from '../../src/sandbox/module-instance.js';
@@ -10,6 +10,7 @@ import type { ModuleRegistry } from '../../src/sandbox/module-registry.js';
 import { ModuleSchedules } from '../../src/sandbox/module-schedule.js';
 import type { CallInput } from '../../src/sandbox/protocol.js';
 import { testServer } from '../helpers.js';
+import { FakeClock } from '../runtime/fake-clock.js';
 import { buildExample } from '../sdk/module-host.js';
 import { failsWith, manifestFor, memoryLog, testRegistry, wat } from './sandbox-helpers.js';
 
@@ -345,37 +346,6 @@ test('the sensor-sampler example samples every 60 s', async (t) => {
 });
 
 // ---- ModuleSchedules on a clock that moves when told ----
-
-const settle = () => new Promise((resolve) => setImmediate(resolve));
-
-/** A clock that moves only when told. */
-class FakeClock implements SchedulerClock {
-  time = 0;
-  #timers: { due: number; callback: () => void }[] = [];
-  now = () => this.time;
-  setTimer = (callback: () => void, delayMs: number) => {
-    const timer = { due: this.time + delayMs, callback };
-    this.#timers.push(timer);
-    return timer;
-  };
-  clearTimer = (handle: unknown) => {
-    this.#timers = this.#timers.filter((timer) => timer !== handle);
-  };
-  /** Fires due timers in order until `until`, letting what they start settle. */
-  async advanceTo(until: number): Promise<void> {
-    await settle();
-    for (;;) {
-      this.#timers.sort((a, b) => a.due - b.due);
-      const next = this.#timers[0];
-      if (!next || next.due > until) break;
-      this.#timers.shift();
-      this.time = Math.max(this.time, next.due);
-      next.callback();
-      await settle();
-    }
-    this.time = until;
-  }
-}
 
 /** An instance whose calls answer what the test says, when it says. */
 function fakeInstance(name: string, schedule: unknown[]) {
