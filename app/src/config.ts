@@ -128,7 +128,7 @@ export const ConfigSchema = Type.Object(
         sensorRoot: Type.String({ minLength: 1, default: '/' }),
         /** Sensor paths (files or folders) any module may be granted; set in the config file. */
         sensorAllow: Type.Array(Type.String({ pattern: '^/' }), {
-          default: ['/sys/class/hwmon', '/sys/class/thermal', '/sys/devices'],
+          default: ['/sys/class/hwmon', '/sys/class/thermal'],
         }),
         maxModules: Type.Integer({ minimum: 0, maximum: 1000, default: 16 }),
         maxWasmBytes: Type.Integer({ minimum: 1024, default: 8 << 20 }),

@@ -276,6 +276,48 @@ test('get_sensor: whitelists, "..", symlink escapes and bounded reads', async (t
   });
 });
 
+test('get_sensor: sysfs class folders are links into /sys/devices; one link is followed, no further', (t) => {
+  // The layout of a real sysfs: /sys/class/* entries are links to the device's folder.
+  const root = join(scratch, 'real-sysfs');
+  const zone = join(root, 'sys/devices/virtual/thermal/thermal_zone0');
+  mkdirSync(join(zone, 'hwmon0'), { recursive: true });
+  mkdirSync(join(root, 'sys/class/hwmon'), { recursive: true });
+  mkdirSync(join(root, 'sys/class/thermal'), { recursive: true });
+  mkdirSync(join(root, 'secret'));
+  writeFileSync(join(zone, 'temp'), '41000\n');
+  writeFileSync(join(zone, 'hwmon0/temp1_input'), '42000\n');
+  writeFileSync(join(root, 'secret/key'), 'SECRET');
+  symlinkSync(
+    '../../devices/virtual/thermal/thermal_zone0/hwmon0',
+    join(root, 'sys/class/hwmon/hwmon0'),
+  );
+  symlinkSync(
+    '../../devices/virtual/thermal/thermal_zone0',
+    join(root, 'sys/class/thermal/thermal_zone0'),
+  );
+  symlinkSync('../../thermal_zone0', join(zone, 'hwmon0/device'));
+  symlinkSync(join(root, 'secret/key'), join(zone, 'hwmon0/leak'));
+  const device = testConfig().modules.sensorAllow;
+  const read = (moduleAllow: string[], path: string) =>
+    new SensorAccess(root, moduleAllow, device).read(path, new Uint8Array(64));
+
+  t.deepEqual(device, ['/sys/class/hwmon', '/sys/class/thermal'], 'no /sys/devices');
+  const temp1 = '/sys/class/hwmon/hwmon0/temp1_input';
+  t.is(read([temp1], temp1), 6, 'the file a module names, through the class link');
+  t.is(read(['/sys/class/hwmon'], temp1), 6);
+  t.is(read(['/sys/class/hwmon/hwmon0'], temp1), 6);
+  t.is(read(['/sys/class/thermal'], '/sys/class/thermal/thermal_zone0/temp'), 6);
+  // A second link (hwmon0/device), a planted file link, or the device folder named directly.
+  t.is(read(['/sys/class/hwmon'], '/sys/class/hwmon/hwmon0/device/temp'), EdgeError.EDENIED);
+  t.is(read(['/sys/class/hwmon/hwmon0'], '/sys/class/hwmon/hwmon0/device/temp'), EdgeError.EDENIED);
+  t.is(read(['/sys/class/hwmon/hwmon0'], '/sys/class/hwmon/hwmon0/leak'), EdgeError.EDENIED);
+  t.is(read(['/sys/class/hwmon'], '/sys/class/hwmon/hwmon0/leak'), EdgeError.EDENIED);
+  t.is(
+    read(['/sys/devices'], '/sys/devices/virtual/thermal/thermal_zone0/temp'),
+    EdgeError.EDENIED,
+  );
+});
+
 test('get_sensor: a folder swapped for a link between realpath and open is refused, not read through', (t) => {
   const root = join(scratch, 'swapped');
   mkdirSync(join(root, 'sys/hwmon'), { recursive: true });
