@@ -134,6 +134,8 @@ export const ConfigSchema = Type.Object(
         maxWasmBytes: Type.Integer({ minimum: 1024, default: 8 << 20 }),
         /** Ceilings of every module's quotas. */
         maxCpuMsPerCall: Type.Integer({ minimum: 1, maximum: 600_000, default: 1000 }),
+        /** The shortest period a manifest's schedule may ask for (each run is a call through the main thread). */
+        minScheduleMs: Type.Integer({ minimum: 10, maximum: 86_400_000, default: 1000 }),
         maxMemoryBytes: Type.Integer({ minimum: 65536, default: 64 << 20 }),
         maxHostCallsPerSecond: Type.Integer({ minimum: 1, default: 1000 }),
         maxIoBytesPerSecond: Type.Integer({ minimum: 1, default: 1 << 20 }),

@@ -50,6 +50,17 @@ const ModuleInfo = {
         ioBytesPerSecond: { type: 'integer' },
       },
     },
+    schedule: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          export: { type: 'string' },
+          everyMs: { type: 'integer' },
+          overrun: { type: 'string' },
+        },
+      },
+    },
     exports: {
       type: 'array',
       items: {

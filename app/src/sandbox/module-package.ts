@@ -97,6 +97,13 @@ function checkQuotas(manifest: ModuleManifest, limits: SandboxLimits): void {
       );
     }
   }
+  for (const [index, entry] of (manifest.schedule ?? []).entries()) {
+    if (entry.everyMs < limits.minScheduleMs) {
+      throw new ModuleRefused(
+        `schedule.${index}: every ${entry.everyMs} ms is more often than the device allows, every ${limits.minScheduleMs} ms (modules.minScheduleMs)`,
+      );
+    }
+  }
 }
 
 function checkMemory(inspection: WasmInspection, manifest: ModuleManifest): number {

@@ -17,7 +17,12 @@ import { ModuleRefused, prepareModule, type SandboxLimits } from './module-packa
 import { ModuleSchedules } from './module-schedule.js';
 import type { CallInput } from './protocol.js';
 import type { UplinkSink } from './uplink-sender.js';
-import { parseManifest, type ModuleManifest, type ModuleQuotas } from './manifest.js';
+import {
+  parseManifest,
+  type ModuleManifest,
+  type ModuleQuotas,
+  type ScheduleEntry,
+} from './manifest.js';
 import type { FunctionType } from './wasm-inspect.js';
 import { workerSources } from './worker-source.js';
 
@@ -35,6 +40,8 @@ export interface ModuleInfo {
   memoryBytes: number;
   memoryMaxBytes: number;
   quotas: ModuleQuotas;
+  /** The exports the host calls on a schedule (the manifest's `schedule`). */
+  schedule: ScheduleEntry[];
   exports: Array<{ name: string } & FunctionType>;
 }
 
@@ -126,6 +133,7 @@ export class ModuleRegistry {
       memoryBytes: instance.memoryBytes,
       memoryMaxBytes,
       quotas: manifest.quotas,
+      schedule: manifest.schedule ?? [],
       exports: [...functions].map(([exportName, type]) => ({ name: exportName, ...type })),
     };
   }

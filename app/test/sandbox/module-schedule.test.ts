@@ -118,6 +118,20 @@ test('schedule: up to 8 exports, 10 ms to 24 h, overrun skip by default; the res
   }
 });
 
+test("the device's floor (modules.minScheduleMs) refuses a schedule more frequent; the listing shows it", async (t) => {
+  const { registry, tasks } = schedulerRegistry({}, { minScheduleMs: 1000 });
+  t.teardown(() => registry.close());
+  await failsWith(
+    t,
+    registry.install(manifestFor('clock', clock1, { schedule: [every('tick', 100)] }), clock1),
+    'MODULE_REFUSED',
+    /schedule\.0: every 100 ms is more often than the device allows, every 1000 ms \(modules\.minScheduleMs\)/,
+  );
+  t.deepEqual(tasks(), []);
+  await registry.install(manifestFor('clock', clock1, { schedule: [every('tick', 1000)] }), clock1);
+  t.like(registry.list()[0], { schedule: [{ export: 'tick', everyMs: 1000, overrun: 'skip' }] });
+});
+
 test('refused at load: a scheduled export the binary lacks, that is not a function, or takes arguments', async (t) => {
   const { registry, tasks } = schedulerRegistry();
   t.teardown(() => registry.close());

@@ -61,7 +61,13 @@ export type SandboxLimits = Config['modules'];
 
 export function testLimits(overrides: Partial<SandboxLimits> = {}): SandboxLimits {
   // config.js, not ../helpers.js: that one loads the whole server, a second per test file.
-  return { ...loadConfig({ env: {} }).modules, restartBackoffMs: 10, ...overrides };
+  // Schedules as often as a manifest may ask (10 ms), not the device's default floor.
+  return {
+    ...loadConfig({ env: {} }).modules,
+    restartBackoffMs: 10,
+    minScheduleMs: 10,
+    ...overrides,
+  };
 }
 
 export function testRegistry(
