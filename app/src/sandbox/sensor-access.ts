@@ -44,6 +44,7 @@ const within = (real: string, folder: string) =>
  */
 export class SensorAccess {
   readonly #root: string;
+  readonly #realRoot: string | undefined;
 
   constructor(
     root: string,
@@ -51,6 +52,7 @@ export class SensorAccess {
     private readonly deviceAllow: readonly string[],
   ) {
     this.#root = posix.resolve(root);
+    this.#realRoot = this.#real('/');
   }
 
   #real(path: string): string | undefined {
@@ -85,17 +87,15 @@ export class SensorAccess {
       return EdgeError.EDENIED;
     }
     if (path.length > 1 && path.endsWith('/')) return EdgeError.EDENIED;
-    if (!isWhitelisted(path, this.moduleAllow) || !isWhitelisted(path, this.deviceAllow)) {
+    const { moduleAllow, deviceAllow } = this;
+    if (!isWhitelisted(path, moduleAllow) || !isWhitelisted(path, deviceAllow)) {
       return EdgeError.EDENIED;
     }
+    if (this.#realRoot === undefined) return EdgeError.EDENIED;
     const real = this.#real(path);
     if (real === undefined) return EdgeError.EIO;
-    const realRoot = this.#real('/');
-    if (realRoot === undefined || !within(real, realRoot)) return EdgeError.EDENIED;
-    if (
-      !this.#allowedIn(path, real, this.moduleAllow) ||
-      !this.#allowedIn(path, real, this.deviceAllow)
-    ) {
+    if (!within(real, this.#realRoot)) return EdgeError.EDENIED;
+    if (!this.#allowedIn(path, real, moduleAllow) || !this.#allowedIn(path, real, deviceAllow)) {
       return EdgeError.EDENIED;
     }
     let fd: number;
