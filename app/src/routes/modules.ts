@@ -8,7 +8,7 @@ import {
   ModuleNotFound,
   ModulesDisabled,
 } from '../sandbox/errors.js';
-import { ExportName } from '../sandbox/manifest.js';
+import { ExportName, ModuleQuotas, ScheduleEntry } from '../sandbox/manifest.js';
 import type { ModuleRegistry } from '../sandbox/module-registry.js';
 import type { CallInput } from '../sandbox/protocol.js';
 
@@ -41,26 +41,9 @@ const ModuleInfo = {
     lastFailure: { type: 'string', nullable: true },
     memoryBytes: { type: 'integer' },
     memoryMaxBytes: { type: 'integer' },
-    quotas: {
-      type: 'object',
-      properties: {
-        cpuMsPerCall: { type: 'integer' },
-        memoryBytes: { type: 'integer' },
-        hostCallsPerSecond: { type: 'integer' },
-        ioBytesPerSecond: { type: 'integer' },
-      },
-    },
-    schedule: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          export: { type: 'string' },
-          everyMs: { type: 'integer' },
-          overrun: { type: 'string' },
-        },
-      },
-    },
+    // The manifest's own schemas: the listing shows them as the manifest gave them.
+    quotas: ModuleQuotas,
+    schedule: { type: 'array', items: ScheduleEntry },
     exports: {
       type: 'array',
       items: {

@@ -344,6 +344,12 @@ test("a module's task jitter and runs are at /metrics", async (t) => {
   }
   t.regex(metrics, /edge_task_runs\{task="module clock tick",outcome="run"\} [1-9]\d*\n/);
   t.regex(metrics, /edge_task_runs\{task="module clock tick",outcome="failed"\} 0\n/);
+  // The listing shows the schedule and the quotas as the manifest's schemas describe them.
+  const [listed] = (await app.inject('/api/v1/modules')).json<{ modules: unknown[] }>().modules;
+  t.like(listed, {
+    schedule: [{ export: 'tick', everyMs: 10, overrun: 'skip' }],
+    quotas: app.modules.list()[0]!.quotas,
+  });
   await app.modules.remove('clock');
   t.notRegex((await app.inject('/metrics')).body, /module clock tick/);
 });
