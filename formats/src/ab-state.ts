@@ -101,11 +101,20 @@ export class AbStateStore {
     return next;
   }
 
-  /** Withdraws a trial that has not been booted yet: before its slot is written again. */
-  async cancelTrial(): Promise<AbState> {
+  /**
+   * Before `slot` is written again: a trial left on it (a reboot that never came) is withdrawn,
+   * and an older failure of it forgotten, for neither is about what it will hold. Without this,
+   * a cut before the new trial is set would read that old failure as this update's.
+   */
+  async releaseStandby(slot: SlotName): Promise<AbState> {
     const current = await this.read();
-    if (!current.trial) return current;
-    const next: AbState = { ...current, trial: undefined, attempts: 0 };
+    if (current.trial !== slot && current.failedUpgrade !== slot) return current;
+    const next: AbState = { ...current };
+    delete next.failedUpgrade;
+    if (next.trial === slot) {
+      delete next.trial;
+      next.attempts = 0;
+    }
     await this.write(next);
     return next;
   }

@@ -231,3 +231,22 @@ test('a trial starts, then commits; a trial of the committed slot is refused', a
   await t.throwsAsync(store.commit('a'), { message: /not on trial/ });
   t.like(await store.commit('b'), { committed: 'b', trial: undefined });
 });
+
+test('before a slot is rewritten, its old trial and its old failure are cleared, nothing else', async (t) => {
+  const store = new AbStateStore(scratch());
+  await store.write({ committed: 'a', attempts: 2, attemptLimit: 3, trial: 'b' });
+  t.deepEqual(await store.releaseStandby('b'), { committed: 'a', attempts: 0, attemptLimit: 3 });
+  await store.write({ committed: 'a', attempts: 0, attemptLimit: 3, failedUpgrade: 'b' });
+  await store.releaseStandby('b');
+  t.like(await store.read(), { committed: 'a', attempts: 0, failedUpgrade: undefined });
+  // The booted slot on trial, and a failure of the other slot, are not the standby's to clear.
+  const other = {
+    committed: 'a',
+    attempts: 1,
+    attemptLimit: 3,
+    trial: 'b',
+    failedUpgrade: 'b',
+  } as const;
+  await store.write(other);
+  t.deepEqual(await store.releaseStandby('a'), other);
+});

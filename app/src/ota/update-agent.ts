@@ -236,9 +236,7 @@ export class UpdateAgent {
     if (!booted) throw new UpdateFailed('not booted by the edge boot script: no standby slot');
     const standbySlot = otherSlot(booted.slot);
     const standbyPath = deps.standbyPath(standbySlot, running.slotPath);
-    // A trial left on the standby slot (a reboot that never came) must not survive its rewrite.
-    const flags = await deps.bootState.store.read();
-    if (flags.trial === standbySlot) await deps.bootState.store.cancelTrial();
+    await deps.bootState.store.releaseStandby(standbySlot);
 
     await deps.tuf.refresh();
     const image = await deps.tuf.target(desired.imageTarget);
