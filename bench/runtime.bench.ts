@@ -1,11 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect as tcpConnect } from 'node:net';
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { BUNDLE, buildBundle } from '../app/build.js';
 import { JitterHistogram } from '../app/src/runtime/jitter-histogram.js';
@@ -19,25 +16,38 @@ import { cyclictest } from './lib/cyclictest.js';
 import { freePort, waitForListening, waitForOk } from './lib/http-load.js';
 import { MeasuredProcess } from './lib/measure.js';
 import { formatters, printTable } from './lib/table.js';
+import { bootTlsDevice } from './lib/tls-device.js';
+import {
+  CERTIFICATE_KEYS,
+  TLS_VARIANTS,
+  fullAndResumed,
+  selfSignedCertificate,
+  type CertificateKey,
+  type HandshakeCosts,
+  type HandshakeTarget,
+} from './lib/tls-handshakes.js';
 
 /**
  * The edge server's runtime: (1) a 10 ms periodic task's jitter while the server is under
  * HTTP load, our scheduler (worker threads at SCHED_FIFO, nice -20 and the default priority,
  * and the main thread) against a naive setInterval in the same process and run; (2) the server
- * CPU a resumed TLS handshake costs against a full one, TLS 1.3 and 1.2; (3) a memory squeeze
- * (a simulated /proc/meminfo the server reads) during which /healthz keeps answering,
+ * CPU a resumed TLS handshake costs against a full one, TLS 1.3 and 1.2, here and (tls-device)
+ * on the device image under QEMU (scripts/build-image.sh first); (3) a memory squeeze (a
+ * simulated /proc/meminfo the server reads) during which /healthz keeps answering,
  * non-essential routes shed load, and the server recovers.
- * BENCH_RUNTIME_PARTS=scheduler,tls,squeeze (the default: all) runs only those named.
+ * BENCH_RUNTIME_PARTS=scheduler,tls,tls-device,squeeze (the default: all) runs only those named.
  */
 const LOAD_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PERIOD_MS = 10;
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
-/** Full and resumed batches alternate, so that a change in the machine's load hits both alike. */
-const HANDSHAKE_ROUNDS = 4;
+/** Under QEMU a handshake takes ~100x longer, and the instruction clock does not vary. */
+const DEVICE_HANDSHAKES = Number(process.env.BENCH_DEVICE_HANDSHAKES ?? 160);
 const GOALS = { jitterP99Ms: 1, resumedCheaper: 3 };
 /** The machine's own real-time wake-up latency, measured alongside: no scheduler can beat it. */
 const CYCLICTEST = 'cyclictest';
-const PARTS = new Set((process.env.BENCH_RUNTIME_PARTS ?? 'scheduler,tls,squeeze').split(','));
+const PARTS = new Set(
+  (process.env.BENCH_RUNTIME_PARTS ?? 'scheduler,tls,tls-device,squeeze').split(','),
+);
 
 export default async function runtimeBench(): Promise<void> {
   const scratch = mkdtempSync('/tmp/edge-bench-runtime-');
@@ -47,7 +57,12 @@ export default async function runtimeBench(): Promise<void> {
       `runtime: node ${process.version}, ${availableParallelism()} CPUs, load average ${loadAverage()}\n`,
     );
     const jitter = PARTS.has('scheduler') ? await schedulerUnderLoad(scratch) : undefined;
-    const tls = PARTS.has('tls') ? await tlsHandshakes(scratch) : undefined;
+    const loadBefore = loadAverage();
+    const tls = [
+      ...(PARTS.has('tls') ? await tlsHandshakes(scratch) : []),
+      ...(PARTS.has('tls-device') ? await deviceTlsHandshakes(scratch) : []),
+    ];
+    if (tls.length) printTlsTable(tls, loadBefore);
     const squeeze = PARTS.has('squeeze') ? await memorySqueeze(scratch) : undefined;
     printGoals(jitter, tls, squeeze);
   } finally {
@@ -180,62 +195,26 @@ async function schedulerUnderLoad(scratch: string): Promise<JitterRow[]> {
   }
 }
 
-interface TlsRow {
+interface TlsRow extends HandshakeCosts {
   server: string;
-  key: string;
-  variant: string;
-  fullCpuMs: number;
-  resumedCpuMs: number;
-  fullWallMs: number;
-  resumedWallMs: number;
-  /** The key exchange of the resumed handshakes ('none': the ticket's keys alone). */
-  resumedKeyExchange: string;
+  key: CertificateKey;
 }
 
-/** What a client asks for: the server (default TLS settings) serves all three. */
-const TLS_VARIANTS: { name: string; client: ConnectionOptions }[] = [
-  { name: 'TLS 1.3, X25519', client: {} },
-  { name: 'TLS 1.3, P-256 key share', client: { ecdhCurve: 'P-256' } },
-  { name: 'TLS 1.2, session ticket', client: { maxVersion: 'TLSv1.2' } },
-];
 const EDGE_SERVER = 'edge server';
 /** The peer: OpenSSL's own server in C, one process and thread: what the protocol costs without node. */
 const OPENSSL_SERVER = 'openssl s_server';
+/** The edge server in the device image, on QEMU's Cortex-A72 with a clock that counts instructions. */
+const DEVICE_SERVER = 'edge server on the device (Cortex-A72 instructions)';
 
 /**
  * Server CPU per handshake, full against resumed, for each variant and for a P-256 and an
- * RSA-2048 certificate, on the edge server and on openssl s_server; and a TCP connection
- * closed before any handshake, the per-connection floor that no resumption removes. The
- * clients run here, each server in its own process on CPU 0.
+ * RSA-2048 certificate, on the edge server and on openssl s_server, each in its own process on
+ * CPU 0.
  */
 async function tlsHandshakes(scratch: string): Promise<TlsRow[]> {
   const rows: TlsRow[] = [];
-  const floors: [string, number][] = [];
-  const loadBefore = loadAverage();
-  for (const [key, keyArgs] of [
-    ['P-256', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']],
-    ['RSA-2048', ['-newkey', 'rsa:2048']],
-  ] as const) {
-    const cert = join(scratch, `${key}.crt`);
-    const keyFile = join(scratch, `${key}.key`);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        ...keyArgs,
-        '-nodes',
-        '-subj',
-        '/CN=bench',
-        '-days',
-        '1',
-        '-keyout',
-        keyFile,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
+  for (const key of Object.keys(CERTIFICATE_KEYS) as CertificateKey[]) {
+    const { certFile, keyFile } = selfSignedCertificate(scratch, key);
     for (const name of [EDGE_SERVER, OPENSSL_SERVER]) {
       const port = await freePort();
       const server =
@@ -244,30 +223,61 @@ async function tlsHandshakes(scratch: string): Promise<TlsRow[]> {
               cpu: 0,
               env: serverEnv(port, {
                 EDGE_TLS_ENABLED: 'true',
-                EDGE_TLS_CERT_FILE: cert,
+                EDGE_TLS_CERT_FILE: certFile,
                 EDGE_TLS_KEY_FILE: keyFile,
               }),
             })
           : new MeasuredProcess(
               'openssl',
-              ['s_server', '-quiet', '-cert', cert, '-key', keyFile, '-accept', String(port)],
+              ['s_server', '-quiet', '-cert', certFile, '-key', keyFile, '-accept', String(port)],
               { cpu: 0, stdio: ['pipe', 'ignore', 'ignore'] },
             );
       try {
         await waitForListening(server, port);
-        for (const variant of TLS_VARIANTS)
-          rows.push({ server: name, key, ...(await fullAndResumed(server.pid, port, variant)) });
-        if (name === EDGE_SERVER) {
-          const [floor] = await batches(server.pid, () => connectAndClose(port));
-          floors.push([key, floor!.cpuMs]);
-        }
+        const target = { port, readServerCpuMs: () => serverCpuMs(server.pid), settleMs: 20 };
+        rows.push(...(await measureTarget(name, key, target, HANDSHAKES)));
       } finally {
         await server.stop();
       }
     }
   }
+  return rows;
+}
+
+/** Every variant's full and resumed handshakes on one server. */
+async function measureTarget(
+  server: string,
+  key: CertificateKey,
+  target: HandshakeTarget,
+  count: number,
+): Promise<TlsRow[]> {
+  const rows: TlsRow[] = [];
+  for (const variant of TLS_VARIANTS)
+    rows.push({ server, key, ...(await fullAndResumed(target, variant, count)) });
+  return rows;
+}
+
+/**
+ * The same handshakes against the edge server in the QEMU image, one boot per certificate. The
+ * guest's clock counts instructions (1 ns each), so its CPU times are instruction counts of a
+ * Cortex-A72, and OpenSSL is told the CPU has no crypto extensions, as the Pi 4's has none.
+ */
+async function deviceTlsHandshakes(scratch: string): Promise<TlsRow[]> {
+  const rows: TlsRow[] = [];
+  for (const key of Object.keys(CERTIFICATE_KEYS) as CertificateKey[]) {
+    const device = await bootTlsDevice(scratch, selfSignedCertificate(scratch, key));
+    try {
+      rows.push(...(await measureTarget(DEVICE_SERVER, key, device.target, DEVICE_HANDSHAKES)));
+    } finally {
+      await device.stop();
+    }
+  }
+  return rows;
+}
+
+function printTlsTable(rows: TlsRow[], loadBefore: string): void {
   printTable({
-    title: `runtime: TLS handshakes, ${HANDSHAKES} of each in ${HANDSHAKE_ROUNDS} alternating rounds, server CPU (all threads, /proc schedstat); load average ${loadBefore} before, ${loadAverage()} after`,
+    title: `runtime: TLS handshakes (${HANDSHAKES} of each here, ${DEVICE_HANDSHAKES} on the device), server CPU per connection (all threads, /proc schedstat; on the device, ms = millions of instructions), in alternating rounds; load average ${loadBefore} before, ${loadAverage()} after`,
     columns: [
       { header: 'full CPU ms' },
       { header: 'resumed CPU ms' },
@@ -276,86 +286,16 @@ async function tlsHandshakes(scratch: string): Promise<TlsRow[]> {
       { header: 'full wall ms' },
       { header: 'resumed wall ms' },
     ],
-    rows: [
-      ...rows.map((r): [string, ...(number | string)[]] => [
-        `${r.server}, ${r.key}, ${r.variant}`,
-        r.fullCpuMs,
-        r.resumedCpuMs,
-        formatters.ratio(r.fullCpuMs / r.resumedCpuMs),
-        r.resumedKeyExchange,
-        r.fullWallMs,
-        r.resumedWallMs,
-      ]),
-      ...floors.map(([key, cpu]): [string, ...(number | string | undefined)[]] => [
-        `${EDGE_SERVER}, ${key}, TCP connect and close (no handshake)`,
-        cpu,
-      ]),
-    ],
+    rows: rows.map((r): [string, ...(number | string)[]] => [
+      `${r.server}, ${r.key}, ${r.variant}`,
+      r.fullCpuMs,
+      r.resumedCpuMs,
+      formatters.ratio(r.fullCpuMs / r.resumedCpuMs),
+      r.resumedKeyExchange,
+      // The guest's wall time is QEMU's, not a device's.
+      ...(r.server === DEVICE_SERVER ? ['', ''] : [r.fullWallMs, r.resumedWallMs]),
+    ]),
   });
-  return rows;
-}
-
-/** One variant's full and resumed handshakes, in alternating batches. */
-async function fullAndResumed(
-  pid: number,
-  port: number,
-  variant: (typeof TLS_VARIANTS)[number],
-): Promise<Omit<TlsRow, 'server' | 'key'>> {
-  const first = await handshake(port, undefined, variant.client);
-  const session = await first.session;
-  first.socket.destroy();
-  let reused = 0;
-  let resumedKeyExchange = '';
-  const full = async () => {
-    (await handshake(port, undefined, variant.client)).socket.destroy();
-  };
-  const resumed = async () => {
-    const { socket } = await handshake(port, session, variant.client);
-    if (socket.isSessionReused()) reused++;
-    // An empty object when the handshake made no ephemeral key.
-    const exchange = socket.getEphemeralKeyInfo() as { name?: string } | null;
-    resumedKeyExchange = exchange?.name ?? 'none';
-    socket.destroy();
-  };
-  for (let i = 0; i < 20; i++) await Promise.all([full(), resumed()]);
-  reused = 0;
-  const [fullCost, resumedCost] = (await batches(pid, full, resumed)) as [Cost, Cost];
-  if (reused < HANDSHAKES) throw new Error(`${variant.name}: ${reused}/${HANDSHAKES} resumed`);
-  return {
-    variant: variant.name,
-    fullCpuMs: fullCost.cpuMs,
-    resumedCpuMs: resumedCost.cpuMs,
-    fullWallMs: fullCost.wallMs,
-    resumedWallMs: resumedCost.wallMs,
-    resumedKeyExchange,
-  };
-}
-
-interface Cost {
-  cpuMs: number;
-  wallMs: number;
-}
-
-/**
- * HANDSHAKES connections made one at a time by each `connectOnce`, in HANDSHAKE_ROUNDS
- * alternating batches: server CPU ms and client wall ms per connection, for each.
- */
-async function batches(pid: number, ...connectOnce: (() => Promise<void>)[]): Promise<Cost[]> {
-  const totals = connectOnce.map(() => ({ cpuMs: 0, wallMs: 0 }));
-  for (let round = 0; round < HANDSHAKE_ROUNDS; round++) {
-    for (const [index, connect] of connectOnce.entries()) {
-      const before = serverCpuMs(pid);
-      const started = performance.now();
-      for (let i = 0; i < HANDSHAKES / HANDSHAKE_ROUNDS; i++) await connect();
-      totals[index]!.wallMs += performance.now() - started;
-      await sleep(20); // the server's side of the last close
-      totals[index]!.cpuMs += serverCpuMs(pid) - before;
-    }
-  }
-  return totals.map(({ cpuMs, wallMs }) => ({
-    cpuMs: cpuMs / HANDSHAKES,
-    wallMs: wallMs / HANDSHAKES,
-  }));
 }
 
 /**
@@ -374,36 +314,6 @@ function serverCpuMs(pid: number): number {
     }
   }
   return nanoseconds / 1e6;
-}
-
-function connectAndClose(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect(port, '127.0.0.1', () => {
-      socket.destroy();
-      resolve();
-    });
-    socket.once('error', reject);
-  });
-}
-
-function handshake(
-  port: number,
-  session: Buffer | undefined,
-  options: ConnectionOptions = {},
-): Promise<{ socket: TLSSocket; session: Promise<Buffer> }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({
-      host: '127.0.0.1',
-      port,
-      rejectUnauthorized: false,
-      session,
-      ALPNProtocols: ['http/1.1'],
-      ...options,
-    });
-    const ticket = new Promise<Buffer>((got) => socket.once('session', got));
-    socket.once('secureConnect', () => resolve({ socket, session: ticket }));
-    socket.once('error', reject);
-  });
 }
 
 interface SqueezeResult {
@@ -513,7 +423,7 @@ function serverEnv(port: number, extra: Record<string, string>): NodeJS.ProcessE
 
 function printGoals(
   jitter: JitterRow[] | undefined,
-  tls: TlsRow[] | undefined,
+  tls: TlsRow[],
   squeeze: SqueezeResult | undefined,
 ): void {
   const verdict = (met: boolean) => (met ? 'met' : 'MISSED');
@@ -533,10 +443,12 @@ function printGoals(
       ]);
     }
   }
-  for (const row of (tls ?? []).filter((candidate) => candidate.server === EDGE_SERVER)) {
+  for (const row of tls.filter((candidate) => candidate.server !== OPENSSL_SERVER)) {
+    const device = row.server === DEVICE_SERVER;
+    const unit = device ? 'M instructions' : 'ms CPU';
     goals.push([
-      `TLS resumed vs full, ${row.key}, ${row.variant}`,
-      `${formatters.ratio(row.fullCpuMs / row.resumedCpuMs)} cheaper (${row.resumedCpuMs.toFixed(3)} / ${row.fullCpuMs.toFixed(3)} ms CPU)`,
+      `TLS resumed vs full${device ? ', device' : ''}, ${row.key}, ${row.variant}`,
+      `${formatters.ratio(row.fullCpuMs / row.resumedCpuMs)} cheaper (${row.resumedCpuMs.toFixed(3)} / ${row.fullCpuMs.toFixed(3)} ${unit})`,
       `>= ${GOALS.resumedCheaper}x`,
       verdict(row.fullCpuMs / row.resumedCpuMs >= GOALS.resumedCheaper),
     ]);

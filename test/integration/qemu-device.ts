@@ -18,6 +18,11 @@ export interface QemuDeviceOptions {
   rtcBase?: string;
   /** Called with every chunk the serial console prints, ANSI codes removed. */
   onConsole?: (text: string) => void;
+  /**
+   * For benchmarks: the guest's clock counts executed instructions (QEMU's -icount, 1 ns
+   * each), so a CPU time read inside the guest is an instruction count, whatever the host.
+   */
+  instructionClock?: boolean;
 }
 
 /**
@@ -83,6 +88,7 @@ export class QemuDevice {
       '-device',
       'virtio-net-device,netdev=net0',
       ...(this.options.rtcBase ? ['-rtc', `base=${this.options.rtcBase}`] : []),
+      ...(this.options.instructionClock ? ['-icount', 'shift=0,sleep=on'] : []),
     ];
     const pty = ptySpawn('qemu-system-aarch64', args, { cols: 200, rows: 50, env: process.env });
     this.#pty = pty;
