@@ -167,8 +167,11 @@ test('the boot script, fw_env.config and start script are the very files the ima
 
   // The slot's start script: build-image.sh copies board/common/rootfs/ into the slot.
   t.true(buildImage.includes('cp -a "$ROOT/board/common/rootfs/." "$TREE/"'));
-  for (const script of ['edge-server-run', 'edge-trial-watchdog']) {
-    const path = `board/common/rootfs/usr/sbin/${script}`;
+  for (const path of [
+    'board/common/rootfs/usr/sbin/edge-server-run',
+    'board/common/rootfs/usr/sbin/edge-trial-watchdog',
+    'board/common/rootfs/etc/init.d/edge-clock-floor',
+  ]) {
     t.is(source(layer, 'edge-server', path), join(REPO, path));
   }
   t.is(source(layer, 'edge-server', 'app/dist/edge-server.mjs'), BUNDLE);
@@ -181,6 +184,17 @@ test("the edge server runs on nodejs from meta-oe under poky's sysvinit", (t) =>
   const server = recipe(layer, 'edge-server');
   t.regex(server.get('RDEPENDS:edge-server') ?? '', /\bnodejs \(>= 20\.19\)/);
   t.is(server.get('REQUIRED_DISTRO_FEATURES'), 'sysvinit');
+  // The clock floor: set after mountall.sh (S03) and bootmisc.sh (S36) at boot, noted before
+  // umountfs (S40) at shutdown and reboot; the project's rcS and rcK run the same script.
+  t.is(server.get('INITSCRIPT_NAME'), 'edge-clock-floor');
+  const [, start, stop] = /^start (\d+) S \. stop (\d+) 0 6 \.$/.exec(
+    server.get('INITSCRIPT_PARAMS') ?? '',
+  ) ?? [undefined, '0', '99'];
+  t.true(Number(start) > 36 && Number(stop) < 40, server.get('INITSCRIPT_PARAMS'));
+  for (const script of ['rcS', 'rcK']) {
+    const text = readFileSync(join(REPO, 'board/common/rootfs/etc/init.d', script), 'utf8');
+    t.regex(text, /^\/etc\/init\.d\/edge-clock-floor (start|stop)$/m, script);
+  }
   const kas = readFileSync(join(LAYER, 'kas/raspberrypi4-64.yml'), 'utf8');
   t.regex(kas, /^machine: raspberrypi4-64$/m);
   t.regex(kas, /^distro: poky$/m);

@@ -94,7 +94,7 @@ scenario(
       disk,
       async (device) => {
         await device.openShell(BOOT_TO_READY_MS);
-        t.regex(device.console, /rcS: clock was behind its floor; set to /);
+        t.regex(device.console, /edge-clock-floor: clock was behind its floor; set to /);
         t.true((await epochNow(device)) >= images.sourceDateEpoch);
         await device.waitForHttp('/readyz', BOOT_TO_READY_MS);
         // The edge server noted the time once ready.
