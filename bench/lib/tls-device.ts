@@ -1,7 +1,12 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { builtImages, freshDisk, writeDataFiles } from '../../test/integration/images.js';
+import {
+  builtImages,
+  freshDisk,
+  writeDataFiles,
+  type BuiltImages,
+} from '../../test/integration/images.js';
 import { QemuDevice } from '../../test/integration/qemu-device.js';
 import { handshake, type HandshakeTarget } from './tls-handshakes.js';
 
@@ -19,7 +24,7 @@ export async function bootTlsDevice(
   certificate: { certFile: string; keyFile: string },
 ): Promise<{ target: HandshakeTarget; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(scratch, 'device-'));
-  const disk = freshDisk(builtImages(), dir);
+  const disk = freshDisk(deviceImages(), dir);
   writeDataFiles(disk, dir, {
     '/edge/edge-server.env': [
       'EDGE_TLS_ENABLED=true',
@@ -52,6 +57,17 @@ export async function bootTlsDevice(
   } catch (error) {
     await device.stop();
     throw error;
+  }
+}
+
+function deviceImages(): BuiltImages {
+  try {
+    return builtImages();
+  } catch (error) {
+    throw new Error(
+      `no device image to measure (${(error as Error).message}): run scripts/build-image.sh ` +
+        'first, or leave this part out (BENCH_RUNTIME_PARTS=scheduler,tls,squeeze)',
+    );
   }
 }
 
