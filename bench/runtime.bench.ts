@@ -40,7 +40,7 @@ import {
 const LOAD_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PERIOD_MS = 10;
 const HANDSHAKES = Number(process.env.BENCH_HANDSHAKES ?? 400);
-/** Under QEMU a handshake takes ~100x longer, and the instruction clock does not vary. */
+/** Under QEMU a handshake takes ~10x longer, and the instruction clock varies little. */
 const DEVICE_HANDSHAKES = Number(process.env.BENCH_DEVICE_HANDSHAKES ?? 160);
 const GOALS = { jitterP99Ms: 1, resumedCheaper: 3 };
 /** The machine's own real-time wake-up latency, measured alongside: no scheduler can beat it. */
