@@ -40,45 +40,48 @@ function seeded(size: number, seed: number, alphabet = 256): Uint8Array {
 
 const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 
-/** Old and new files of every shape the generator must handle. */
+/**
+ * Old and new files of every shape the generator must handle. Tens of KiB each: the shapes,
+ * not the sizes, are what these tests are about (big inputs are in bench/).
+ */
 const pairs: Record<string, () => [Uint8Array, Uint8Array]> = {
   identical: () => {
-    const data = seeded(300_000, 1);
+    const data = seeded(75_000, 1);
     return [data, data];
   },
-  'empty old': () => [new Uint8Array(0), seeded(100_000, 2)],
-  'empty new': () => [seeded(100_000, 3), new Uint8Array(0)],
+  'empty old': () => [new Uint8Array(0), seeded(25_000, 2)],
+  'empty new': () => [seeded(25_000, 3), new Uint8Array(0)],
   'both empty': () => [new Uint8Array(0), new Uint8Array(0)],
-  'unrelated random': () => [seeded(200_000, 4), seeded(250_000, 5)],
+  'unrelated random': () => [seeded(50_000, 4), seeded(62_500, 5)],
   'shifted by an insertion': () => {
-    const old = seeded(500_000, 6);
+    const old = seeded(125_000, 6);
     return [
       old,
-      concat(seeded(777, 7), old.subarray(0, 250_000), seeded(4096, 8), old.subarray(250_000)),
+      concat(seeded(777, 7), old.subarray(0, 62_500), seeded(4096, 8), old.subarray(62_500)),
     ];
   },
   'zero runs': () => {
-    const zeros = new Uint8Array(400_000);
-    const old = concat(seeded(50_000, 9), zeros, seeded(50_000, 10), zeros.subarray(0, 100_000));
+    const zeros = new Uint8Array(100_000);
+    const old = concat(seeded(12_500, 9), zeros, seeded(12_500, 10), zeros.subarray(0, 25_000));
     const neu = concat(
-      seeded(50_000, 9),
+      seeded(12_500, 9),
       zeros.subarray(0, 4096),
-      seeded(50_000, 10),
+      seeded(12_500, 10),
       zeros,
       seeded(10, 11),
     );
     return [old, neu];
   },
   'scattered small edits': () => {
-    const old = seeded(400_000, 12, 16);
+    const old = seeded(100_000, 12, 16);
     const neu = old.slice();
     for (let i = 100; i < neu.length; i += 997) neu[i] = (neu[i]! + 1) & 0xff;
     return [old, neu];
   },
   'blocks moved around': () => {
-    const blocks = Array.from({ length: 64 }, (_, i) => seeded(8192, 100 + i, 40));
+    const blocks = Array.from({ length: 64 }, (_, i) => seeded(2048, 100 + i, 40));
     const moved = [...blocks].reverse();
-    moved[10] = seeded(8192, 999, 40);
+    moved[10] = seeded(2048, 999, 40);
     return [concat(...blocks), concat(...moved)];
   },
   'text edit': () => {
@@ -87,8 +90,8 @@ const pairs: Record<string, () => [Uint8Array, Uint8Array]> = {
       new TextEncoder().encode(
         Array.from(seeded(n, seed), (b) => words[b % words.length]).join(' '),
       );
-    const old = text(60_000, 13);
-    return [old, concat(old.subarray(0, 200_000), text(800, 14), old.subarray(201_000))];
+    const old = text(15_000, 13);
+    return [old, concat(old.subarray(0, 50_000), text(200, 14), old.subarray(50_250))];
   },
 };
 

@@ -97,7 +97,10 @@ test('a task on a worker thread runs on time and reports its jitter', async (t) 
     moduleUrl: pathToFileURL(module).href,
     exportName: 'sample',
   });
-  await new Promise((resolve) => setTimeout(resolve, 700));
+  // The worker reports twice a second: at least 50 runs by 700 ms, seen at its first report.
+  const deadline = performance.now() + 700;
+  while ((scheduler.stats()[0]?.runs ?? 0) < 50 && performance.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 20));
   const [stats] = scheduler.stats();
   await scheduler.stop();
   t.like(stats, { name: 'precise', thread: 'worker', failures: 0 });
@@ -214,8 +217,10 @@ const scheduler = new Scheduler();
 const priority = await scheduler.addWorker({
   name: 'sampler', periodMs: 5, overrun: 'skip', moduleUrl: ${JSON.stringify(noopTaskModule())}, realtime: true,
 });
-// The worker reports its counters twice a second.
-await new Promise((resolve) => setTimeout(resolve, 700));
+// The worker reports its counters twice a second: the first report, or 700 ms.
+const deadline = performance.now() + 700;
+while (scheduler.stats()[0].runs <= 5 && performance.now() < deadline)
+  await new Promise((resolve) => setTimeout(resolve, 20));
 process.stdout.write(JSON.stringify({ priority, runs: scheduler.stats()[0].runs }));
 await scheduler.stop();
 `,
