@@ -21,25 +21,33 @@ interface Connection {
 /**
  * Sends module uplinks to the update server's uplink endpoint, signed as the device (EdDSA
  * JWT, UpdateServerClient.signedPost), one at a time; enrols on first refusal. At most
- * `maxQueued` wait: past that they are dropped (the guest was already told "accepted").
+ * `maxQueued` wait, and at most a quarter of them from one module: past that they are dropped
+ * (the guest was already told "accepted"). Modules take turns, so one that floods its uplink
+ * neither crowds the others out of the queue nor holds them back behind its own.
  */
 export class UplinkSender implements UplinkSink {
   onOutcome?: (module: string, outcome: UplinkOutcome, reason?: string) => void;
-  readonly #queue: Array<{ module: string; payload: string }> = [];
+  /** Each module's waiting payloads; the map's order is the turn order. */
+  readonly #queues = new Map<string, string[]>();
+  #queued = 0;
   #connection: Promise<Connection> | undefined;
   #sending: Promise<void> | undefined;
 
   constructor(
     private readonly connect: () => Promise<Connection>,
     private readonly maxQueued = 64,
+    private readonly maxQueuedPerModule = Math.max(1, Math.floor(maxQueued / 4)),
   ) {}
 
   send(module: string, payload: string): void {
-    if (this.#queue.length >= this.maxQueued) {
+    const queue = this.#queues.get(module) ?? [];
+    if (this.#queued >= this.maxQueued || queue.length >= this.maxQueuedPerModule) {
       this.onOutcome?.(module, 'dropped', 'queue full');
       return;
     }
-    this.#queue.push({ module, payload });
+    queue.push(payload);
+    this.#queues.set(module, queue);
+    this.#queued++;
     this.#sending ??= this.#drain().finally(() => (this.#sending = undefined));
   }
 
@@ -49,7 +57,7 @@ export class UplinkSender implements UplinkSink {
   }
 
   async #drain(): Promise<void> {
-    for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+    for (let next = this.#takeTurn(); next; next = this.#takeTurn()) {
       try {
         await this.#post(next.module, next.payload);
         this.onOutcome?.(next.module, 'sent');
@@ -57,6 +65,18 @@ export class UplinkSender implements UplinkSink {
         this.onOutcome?.(next.module, 'failed', (error as Error).message);
       }
     }
+  }
+
+  /** The first module's oldest payload; the module goes to the back of the turn order. */
+  #takeTurn(): { module: string; payload: string } | undefined {
+    const first = this.#queues.entries().next();
+    if (first.done) return undefined;
+    const [module, queue] = first.value;
+    const payload = queue.shift()!;
+    this.#queued--;
+    this.#queues.delete(module);
+    if (queue.length) this.#queues.set(module, queue);
+    return { module, payload };
   }
 
   async #post(module: string, payload: string): Promise<void> {

@@ -11,6 +11,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
+import type { UpdateServerClient } from '../../src/ota/update-server-client.js';
 import { ModuleRegistry } from '../../src/sandbox/module-registry.js';
 import { SensorAccess } from '../../src/sandbox/sensor-access.js';
 import { UplinkSender, type UplinkSink } from '../../src/sandbox/uplink-sender.js';
@@ -183,9 +184,30 @@ test('edge_log: UTF-8 only, at most 1024 bytes, pointers inside memory, rate-lim
   t.true(said.length < 500, `the flood did not reach the log (${said.length} lines)`);
 });
 
+test('uplinks: a module that floods keeps a quarter of the queue, and the others take turns with it', async (t) => {
+  const posted: string[] = [];
+  const client = {
+    signedPost: async (_path: string, body: { module: string }) => {
+      posted.push(body.module);
+    },
+  } as unknown as UpdateServerClient;
+  const sender = new UplinkSender(async () => ({ client, board: 'qemu' }), 8);
+  const dropped = new Map<string, number>();
+  sender.onOutcome = (module, outcome) => {
+    if (outcome === 'dropped') dropped.set(module, (dropped.get(module) ?? 0) + 1);
+  };
+  // The first uplink goes out at once; 2 more of the flood wait (8 / 4), the other 7 are dropped.
+  for (let i = 0; i < 10; i++) sender.send('flood', '{}');
+  sender.send('quiet', '{}');
+  sender.send('quiet', '{}');
+  await sender.idle();
+  t.deepEqual(posted, ['flood', 'flood', 'quiet', 'flood', 'quiet']);
+  t.deepEqual(Object.fromEntries(dropped), { flood: 7 });
+});
+
 test('module log lines share a device budget; drops are counted, and reported in one line per second', async (t) => {
   // An update server that never answers: one uplink waits, two queue, the rest are dropped.
-  const uplink = new UplinkSender(() => new Promise(() => {}), 2);
+  const uplink = new UplinkSender(() => new Promise(() => {}), 2, 2);
   const registry = testRegistry({ maxLogLinesPerSecond: 10 }, { uplink });
   t.teardown(() => registry.close());
   const capabilities = { log: true, uplink: { schema: { type: 'object' } } };
