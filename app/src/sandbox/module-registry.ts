@@ -161,7 +161,7 @@ export class ModuleRegistry {
     }
     const { name } = prepared.manifest;
     const sources = await workerSources();
-    return this.#serially(name, async () => {
+    const installing = this.#serially(name, async () => {
       if (this.#closed) throw new ModuleRefusedError(name, 'the server is closing');
       if (!this.#modules.has(name) && this.#modules.size >= this.limits.maxModules) {
         throw new NoRoomForModule(
@@ -196,6 +196,15 @@ export class ModuleRegistry {
       );
       return this.info(name)!;
     });
+    // A module that did not start (or found no room) leaves no compiled code behind; the
+    // caller still gets the rejection.
+    installing.catch(() => this.#forgetUnusedCode());
+    return installing;
+  }
+
+  /** How many compiled modules are kept: those of the modules loaded now. */
+  get compiledModules(): number {
+    return this.#compiled.size;
   }
 
   /** Unloads a module (its queued calls finish first); false when there was none. */
@@ -286,11 +295,26 @@ export class ModuleRegistry {
   }
 
   #retire(instance: ModuleInstance): void {
+    this.#forgetUnusedCode();
     const stopping = instance.stop().catch((error: unknown) => {
       this.deps.log.warn({ module: instance.name, err: error }, 'module did not stop cleanly');
     });
     this.#retiring.add(stopping);
     void stopping.finally(() => this.#retiring.delete(stopping));
+  }
+
+  /**
+   * Compiled code is kept for the modules loaded now only (a restart or a second load of one
+   * does not compile again); a replaced, removed or refused module's goes with it, so swaps
+   * over months do not pile up native code.
+   */
+  #forgetUnusedCode(): void {
+    const inUse = new Set(
+      [...this.#modules.values()].map((entry) => entry.instance.prepared.manifest.sha256),
+    );
+    for (const sha256 of [...this.#compiled.keys()]) {
+      if (!inUse.has(sha256)) this.#compiled.delete(sha256);
+    }
   }
 
   #serially<T>(name: string, change: () => Promise<T>): Promise<T> {

@@ -436,7 +436,9 @@ test('a replacement swaps atomically: calls in flight finish on the old one; a f
   );
   t.like(registry.info('swap'), { version: '2.0.0', state: 'running' });
   t.like(await registry.call('swap', 'version', args()), { value: 2 });
+  t.is(registry.compiledModules, 1, "only v2's compiled code is kept, not v1's nor v3's");
   t.true(await registry.remove('swap'));
+  t.is(registry.compiledModules, 0);
   await failsWith(t, registry.call('swap', 'version', args()), 'MODULE_NOT_FOUND');
 });
 
