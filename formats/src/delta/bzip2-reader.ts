@@ -200,20 +200,7 @@ export class Bzip2Reader {
     }
     this.#pos = 4;
     this.#blockSize100k = level;
-  }
-
-  /**
-   * #tt with room for `needed` entries, keeping the first `kept`. It grows with the blocks
-   * instead of taking the level's whole block size (3.6 MB at -9) up front: a delta's control
-   * and extra streams are often a few bytes, and a delta is applied with three readers.
-   */
-  #ttFor(needed: number, kept: number): Uint32Array<ArrayBuffer> {
-    const old = this.#tt;
-    const max = this.#blockSize100k * 100_000;
-    const tt = new Uint32Array(Math.min(max, Math.max(needed, 2 * old.length, 1 << 16)));
-    tt.set(old.subarray(0, kept));
-    this.#tt = tt;
-    return tt;
+    this.#tt = new Uint32Array(level * 100_000);
   }
 
   async #nextBlock(): Promise<void> {
@@ -324,7 +311,7 @@ export class Bzip2Reader {
     }
 
     // Symbols: run lengths (RUNA/RUNB) and move-to-front indexes, into #tt's low bytes.
-    let tt = this.#tt;
+    const tt = this.#tt;
     const input = this.#input;
     const inputLength = this.#inputLength;
     const counts = new Int32Array(256);
@@ -391,7 +378,6 @@ export class Bzip2Reader {
         if (runLength > 0) {
           const byte = seqToUnseq[mtf.front()]!;
           if (nblock + runLength > nblockMax) throw this.#corrupt('block overflows');
-          if (nblock + runLength > tt.length) tt = this.#ttFor(nblock + runLength, nblock);
           counts[byte]! += runLength;
           tt.fill(byte, nblock, nblock + runLength);
           nblock += runLength;
@@ -399,7 +385,6 @@ export class Bzip2Reader {
         runLength = -1;
         if (symbol === endOfBlock) break;
         if (nblock >= nblockMax) throw this.#corrupt('block overflows');
-        if (nblock === tt.length) tt = this.#ttFor(nblock + 1, nblock);
         const byte = seqToUnseq[mtf.take(symbol - 1)]!;
         counts[byte]!++;
         tt[nblock++] = byte;
