@@ -1,11 +1,11 @@
-import { mkdtempSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { saveClockFloor } from '../src/clock-floor.js';
 import { testConfig, testServer } from './helpers.js';
+import { scratchDir } from '../../test/scratch.js';
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'edge-clock-'));
+const scratch = () => scratchDir('edge-clock');
 const mtime = (path: string) => statSync(path).mtime.getTime();
 
 test('the clock floor file is created with the time, and follows a clock that moves on', (t) => {

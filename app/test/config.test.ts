@@ -1,11 +1,11 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, envNameOf, loadConfig } from '../src/config.js';
+import { scratchDir } from '../../test/scratch.js';
 
 function configFile(content: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'edge-config-')), 'edge-server.json');
+  const path = join(scratchDir('edge-config'), 'edge-server.json');
   writeFileSync(path, content);
   return path;
 }

@@ -1,11 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BootState } from '../src/boot-state.js';
 import { loadConfig, type Config } from '../src/config.js';
 import type { FirmwareHashSource } from '../src/firmware-hash.js';
 import { TokenBucket } from '../src/ota/token-bucket.js';
 import { buildServer } from '../src/server.js';
+import { scratchDir } from '../../test/scratch.js';
 
 /** The default configuration with a few settings changed, as EDGE_* variables would. */
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -14,7 +14,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
 
 /** A boot state in a temporary folder: a boot partition and a kernel command line. */
 export function testBootState(cmdline = 'console=ttyAMA0'): { bootState: BootState; dir: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-boot-'));
+  const dir = scratchDir('edge-boot');
   writeFileSync(join(dir, 'cmdline'), `${cmdline}\n`);
   const bootState = new BootState({
     stateDir: dir,

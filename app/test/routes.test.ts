@@ -1,7 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AbStateStore } from '@edge/formats';
 import { bootedSlotFromCmdline } from '../src/boot-state.js';
@@ -12,6 +11,7 @@ import {
 } from '../src/firmware-hash.js';
 import { SLOT_HASHES_FILE, SlotHashRecords } from '../src/slot-hash-records.js';
 import { testBootState, testServer } from './helpers.js';
+import { scratchDir } from '../../test/scratch.js';
 
 /** A test server closed when its test ends: its scheduler's timers would keep the process alive. */
 async function server(t: ExecutionContext, deps: Parameters<typeof testServer>[0]) {
@@ -50,7 +50,7 @@ test('GET /readyz is 503 until every condition is met, then 200', async (t) => {
 });
 
 test('GET /api/v1/firmware/hash answers the SHA-256 of the slot file', async (t) => {
-  const slot = join(mkdtempSync(join(tmpdir(), 'edge-slot-')), 'slot.img');
+  const slot = join(scratchDir('edge-slot'), 'slot.img');
   const data = randomBytes(2 * 1024 * 1024 + 5);
   writeFileSync(slot, data);
   const firmwareHash = new FirmwareHash(slot);
@@ -93,7 +93,7 @@ test('the firmware hash is 503 with the reason when the slot cannot be read', as
 });
 
 test('"auto" finds the running slot in the kernel command line', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-cmdline-'));
+  const dir = scratchDir('edge-cmdline');
   writeFileSync(join(dir, 'a'), 'console=ttyAMA0 root=/dev/vda2 ro edge.slot=a\n');
   writeFileSync(join(dir, 'b'), 'console=ttyAMA0 root=PARTUUID=4544474B-02 ro\n');
   writeFileSync(join(dir, 'd'), 'console=ttyAMA0 root=LABEL=rootfs ro\n');
@@ -237,7 +237,7 @@ test('a normal boot commits nothing but still settles the watchdog', async (t) =
 // ---- the slot hashes recorded across boots ----
 
 function scratch(t: { teardown: (fn: () => void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-slot-hashes-'));
+  const dir = scratchDir('edge-slot-hashes');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const slot = join(dir, 'slot-b.img');
   writeFileSync(slot, Buffer.alloc(256 * 1024, 7));

@@ -1,13 +1,13 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashSlotImage, sha256OfFile, slotImageLength } from '@edge/formats';
+import { scratchDir } from '../../test/scratch.js';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-const scratch = () => mkdtempSync(join(tmpdir(), 'slot-image-'));
+const scratch = () => scratchDir('slot-image');
 
 function makeExt4(dir: string, sizeKiB: number): string {
   const tree = join(dir, 'tree');

@@ -1,7 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AB_STATE_SIZE,
@@ -15,10 +14,11 @@ import {
   encodeUbootEnv,
   type AbState,
 } from '@edge/formats';
+import { scratchDir } from '../../test/scratch.js';
 
 /** A boot folder with copy 1 and copy 2 as given (undefined: no file). */
 function bootDir(copy1?: Buffer, copy2?: Buffer) {
-  const dir = mkdtempSync(join(tmpdir(), 'uboot-env-store-'));
+  const dir = scratchDir('uboot-env-store');
   const paths = [join(dir, 'abstate1.env'), join(dir, 'abstate2.env')] as const;
   if (copy1) writeFileSync(paths[0], copy1);
   if (copy2) writeFileSync(paths[1], copy2);
@@ -201,7 +201,7 @@ test('stock fw_printenv reads the copy the store wrote', (t) => {
 
 // ---- the A/B state the boot script reads, kept by the store ----
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'ab-state-'));
+const scratch = () => scratchDir('ab-state');
 
 test('the state maps to the boot script variables, numbers in hex', (t) => {
   const state: AbState = { committed: 'a', trial: 'b', attempts: 10, attemptLimit: 12 };

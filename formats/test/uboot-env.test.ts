@@ -1,10 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { UbootEnvError, decodeUbootEnv, encodeUbootEnv, ubootEnvCrcIsValid } from '@edge/formats';
+import { scratchDir } from '../../test/scratch.js';
 
 const SIZE = 0x1000;
 
@@ -189,7 +190,7 @@ const libubootenv: Tools = {
 
 function ubootEnvtools(dir: string): Tools {
   // -l: its lock file goes beside the test's files, not in /var/lock.
-  const lockDir = mkdtempSync(join(tmpdir(), 'uboot-envtools-lock-'));
+  const lockDir = scratchDir('uboot-envtools-lock');
   return {
     name: 'U-Boot envtools',
     printenv: (config, ...args) =>
@@ -201,7 +202,7 @@ function ubootEnvtools(dir: string): Tools {
 
 /** An environment file and a config naming it, made from the shipped fw_env.config. */
 function envFile(bytes?: Buffer, sizeField?: string) {
-  const dir = mkdtempSync(join(tmpdir(), 'uboot-env-tools-'));
+  const dir = scratchDir('uboot-env-tools');
   const path = join(dir, 'abstate1.env');
   if (bytes) writeFileSync(path, bytes);
   let configText = configTemplate.replaceAll('/boot/', `${dir}/`);
@@ -305,7 +306,7 @@ function toolTests(tools: Tools, register: typeof test | typeof test.skip) {
 toolTests(libubootenv, test);
 
 test('mkenvimage (u-boot-tools, the image build): unsorted, 0x00 or 0xff padding; we read both', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'uboot-env-mkenvimage-'));
+  const dir = scratchDir('uboot-env-mkenvimage');
   writeFileSync(join(dir, 'defaults'), 'ab_seq=1\nab_good=a\nab_tries=0\n');
   for (const pad of [['-p', '0'], []]) {
     const made = run('mkenvimage', [

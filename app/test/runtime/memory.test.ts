@@ -1,7 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -14,12 +13,13 @@ import {
   type MemoryRoots,
 } from '../../src/runtime/memory-sources.js';
 import { runtimeTestServer } from './runtime-helpers.js';
+import { scratchDir } from '../../../test/scratch.js';
 
 const MiB = 1024 * 1024;
 
 /** A /proc and /sys/fs/cgroup of our own: files relative to a temporary root. */
 function fixtureRoots(files: Record<string, string>): MemoryRoots {
-  const root = mkdtempSync(join(tmpdir(), 'edge-memory-'));
+  const root = scratchDir('edge-memory');
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(dirname(join(root, path)), { recursive: true });
     writeFileSync(join(root, path), text);

@@ -1,7 +1,6 @@
 import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -9,6 +8,7 @@ import { JitterHistogram } from '../../src/runtime/jitter-histogram.js';
 import { Scheduler, type WorkerPriority } from '../../src/runtime/scheduler.js';
 import { FakeClock } from './fake-clock.js';
 import { runtimeTestServer } from './runtime-helpers.js';
+import { scratchDir } from '../../../test/scratch.js';
 
 test('a period longer than setTimeout can wait (720 h) does not run at once', async (t) => {
   const scheduler = new Scheduler();
@@ -86,7 +86,7 @@ test('the jitter histogram answers quantiles within 1/16 of the truth', (t) => {
 });
 
 test('a task on a worker thread runs on time and reports its jitter', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-task-'));
+  const dir = scratchDir('edge-task');
   const module = join(dir, 'task.mjs');
   writeFileSync(module, 'let n = 0;\nexport function sample() { n++; }\n');
   const scheduler = new Scheduler();
@@ -127,7 +127,7 @@ test('each task jitter p50, p99 and max are at /metrics', async (t) => {
 
 /** A module for worker tasks that does nothing, in a folder of its own. */
 function noopTaskModule(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-task-'));
+  const dir = scratchDir('edge-task');
   const module = join(dir, 'task.mjs');
   writeFileSync(module, 'export function run() {}\n');
   return pathToFileURL(module).href;
@@ -207,7 +207,7 @@ test('without CAP_SYS_NICE a realtime task falls back to nice, then to the defau
     t.pass();
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'edge-task-'));
+  const dir = scratchDir('edge-task');
   const script = join(dir, 'child.mts');
   const schedulerUrl = new URL('../../src/runtime/scheduler.ts', import.meta.url).href;
   writeFileSync(

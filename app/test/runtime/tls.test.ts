@@ -4,15 +4,15 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as http2Connect } from 'node:http2';
 import { createServer, type Server as HttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { CertificateError, TlsCertificates } from '../../src/runtime/tls.js';
 import { testConfig } from '../helpers.js';
 import { runtimeTestServer } from './runtime-helpers.js';
+import { scratchDir } from '../../../test/scratch.js';
 
 /** Self-signed P-256 pairs made by the openssl CLI, in a temporary folder. */
-const dir = mkdtempSync(join(tmpdir(), 'edge-tls-'));
+const dir = scratchDir('edge-tls');
 function makePair(name: string): { cert: string; key: string } {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
