@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AbStateStore } from '@edge/formats';
 import { bootedSlotFromCmdline } from '../src/boot-state.js';
@@ -236,16 +236,15 @@ test('a normal boot commits nothing but still settles the watchdog', async (t) =
 
 // ---- the slot hashes recorded across boots ----
 
-function scratch(t: { teardown: (fn: () => void) => void }) {
+function scratch() {
   const dir = scratchDir('edge-slot-hashes');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const slot = join(dir, 'slot-b.img');
   writeFileSync(slot, Buffer.alloc(256 * 1024, 7));
   return { dir, slot, records: new SlotHashRecords(dir) };
 }
 
 test('a recorded slot is known again; forgetting it or changing its first bytes drops it', async (t) => {
-  const { dir, slot, records } = scratch(t);
+  const { dir, slot, records } = scratch();
   const hash = { sha256: 'cd'.repeat(32), length: 256 * 1024 };
   t.is(await records.lookup(slot), undefined);
   await records.remember(slot, hash);
@@ -261,7 +260,7 @@ test('a recorded slot is known again; forgetting it or changing its first bytes 
 });
 
 test('a garbled or torn record file means measuring again, never a wrong hash', async (t) => {
-  const { dir, slot, records } = scratch(t);
+  const { dir, slot, records } = scratch();
   for (const text of ['', '{"', 'null', '[]']) {
     writeFileSync(join(dir, SLOT_HASHES_FILE), text);
     t.is(await records.lookup(slot), undefined, JSON.stringify(text));
@@ -271,7 +270,7 @@ test('a garbled or torn record file means measuring again, never a wrong hash', 
 });
 
 test('the firmware hash is measured once, then taken from the record at the next boot', async (t) => {
-  const { dir, slot } = scratch(t);
+  const { dir, slot } = scratch();
   const first = await new FirmwareHash(slot, { records: new SlotHashRecords(dir) }).done;
   t.like(first, { state: 'known', length: 256 * 1024 });
   t.false('recorded' in first);
